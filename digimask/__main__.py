@@ -1,0 +1,3 @@
+from digimask.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The processing stages: receive -> store -> de-identify -> analyse -> fit -> render -> encode -> route."""
