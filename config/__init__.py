@@ -1,0 +1,1 @@
+"""Typed, validated configuration: node, storage, de-identification, pixels, routing, destinations."""

@@ -1,0 +1,258 @@
+"""The node's configuration: one TOML file, validated at start-up.
+
+Errors name the key and the problem (``routes.0.destinations: unknown destination 'PACS2'``).
+Relative paths are resolved against the directory of the configuration file.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+import socket
+import tomllib
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+AETitle = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[\x20-\x5b\x5d-\x7e]*[^ ]+[\x20-\x5b\x5d-\x7e]*$")]
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``problems`` lists ``key: problem`` lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TLS(_Strict):
+    """Certificate paths (PEM). ``ca_file`` set => the peer's certificate is verified against it."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path | None = None
+    require_client_cert: bool = False
+
+
+class Node(_Strict):
+    ae_title: AETitle = "DIGIMASK"
+    host: str = "127.0.0.1"
+    port: int = Field(11112, ge=1, le=65535)
+    node_id: str = ""  # unique per process sharing a database; default "<hostname>:<port>"
+    allowed_calling_aes: list[AETitle] = Field(min_length=1)
+    allowed_ips: list[str] = []  # empty: any address
+    max_pdu: int = Field(0, ge=0)  # 0: unlimited
+    acse_timeout_s: float = Field(30, gt=0)
+    dimse_timeout_s: float = Field(60, gt=0)
+    network_timeout_s: float = Field(60, gt=0)
+    tls: TLS | None = None
+
+    @model_validator(mode="after")
+    def _default_node_id(self) -> "Node":
+        if not self.node_id:
+            object.__setattr__(self, "node_id", f"{socket.gethostname()}:{self.port}")
+        return self
+
+
+class Storage(_Strict):
+    data_dir: Path = Path("var")
+    database_url: str = ""  # default: SQLite in data_dir
+    keep_originals_days: float = Field(0, ge=0)  # 0: delete once every destination confirmed
+    max_pixels: int = Field(60_000_000, gt=0)  # rows x columns x frames; larger is quarantined
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'digimask.db'}"
+
+
+class DeidOption(str, Enum):
+    """PS3.15 Table E.1-1 options the node implements (CID 7050 code in brackets)."""
+
+    retain_longitudinal_full_dates = "retain_longitudinal_full_dates"  # 113106
+    retain_longitudinal_modified_dates = "retain_longitudinal_modified_dates"  # 113107
+    retain_patient_characteristics = "retain_patient_characteristics"  # 113108
+    retain_device_identity = "retain_device_identity"  # 113109
+    retain_institution_identity = "retain_institution_identity"  # 113112
+    retain_safe_private = "retain_safe_private"  # 113111
+    clean_descriptors = "clean_descriptors"  # 113105
+
+
+class Deid(_Strict):
+    profile: Literal["basic"] = "basic"
+    options: list[DeidOption] = []
+    secret: str = ""  # HMAC key for pseudonyms and UIDs; prefer secret_file
+    secret_file: Path | None = None  # created with a random key on first start if missing
+    date_shift_max_days: int = Field(3650, ge=1)  # with retain_longitudinal_modified_dates
+    uid_root: str = Field("2.25", pattern=r"^[0-2](\.(0|[1-9][0-9]*))*$")
+
+    @model_validator(mode="after")
+    def _one_date_option(self) -> "Deid":
+        dates = {DeidOption.retain_longitudinal_full_dates, DeidOption.retain_longitudinal_modified_dates}
+        if dates <= set(self.options):
+            raise ValueError("choose at most one of retain_longitudinal_full_dates / _modified_dates")
+        if not self.secret and self.secret_file is None:
+            raise ValueError("set secret_file (recommended) or secret: pseudonyms need a key")
+        return self
+
+    def key(self) -> bytes:
+        """The HMAC key; creates ``secret_file`` with 32 random bytes if it does not exist."""
+        if self.secret:
+            return self.secret.encode()
+        assert self.secret_file is not None
+        if not self.secret_file.exists():
+            self.secret_file.parent.mkdir(parents=True, exist_ok=True)
+            self.secret_file.touch(mode=0o600)
+            self.secret_file.write_text(secrets.token_hex(32) + "\n")
+        return self.secret_file.read_text().strip().encode()
+
+
+class Pixels(_Strict):
+    masker: str = "blank"
+    options: dict[str, Any] = {}
+    on_failure: Literal["quarantine", "blank"] = "quarantine"
+
+    @field_validator("masker")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from digimask.pipeline.pixels import MASKERS
+
+        if v not in MASKERS:
+            raise ValueError(f"unknown masker {v!r}; known: {', '.join(sorted(MASKERS))}")
+        return v
+
+
+class Destination(_Strict):
+    name: str = Field(min_length=1)
+    ae_title: AETitle
+    host: str
+    port: int = Field(ge=1, le=65535)
+    tls: TLS | None = None
+    tls_server_name: str | None = None
+
+
+class Retry(_Strict):
+    initial_delay_s: float = Field(5, gt=0)
+    max_delay_s: float = Field(600, gt=0)
+    max_age_s: float = Field(86400, gt=0)  # then the delivery is marked failed (visible, kept)
+    batch: int = Field(50, ge=1)  # instances sent per association
+
+
+class TagMatch(_Strict):
+    """One condition on a header attribute, by keyword (``Modality``) or tag (``0008,0060``)."""
+
+    tag: str
+    equals: str | None = None
+    regex: str | None = None
+    present: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> "TagMatch":
+        tests = [t for t in (self.equals, self.regex, self.present) if t is not None]
+        if len(tests) != 1:
+            raise ValueError("give exactly one of equals, regex, present")
+        if self.regex is not None:
+            re.compile(self.regex)
+        from pydicom.datadict import tag_for_keyword
+
+        if tag_for_keyword(self.tag) is None and not re.fullmatch(r"[0-9A-Fa-f]{4},?[0-9A-Fa-f]{4}", self.tag):
+            raise ValueError(f"unknown attribute {self.tag!r} (use a DICOM keyword or GGGG,EEEE)")
+        return self
+
+
+class Match(_Strict):
+    """All given conditions must hold; lists mean any-of; strings for AEs are regular expressions."""
+
+    calling_ae: str | None = None
+    called_ae: str | None = None
+    sop_class_uid: list[str] = []
+    modality: list[str] = []
+    tags: list[TagMatch] = []
+
+    @field_validator("calling_ae", "called_ae")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            re.compile(v)
+        return v
+
+
+class Route(_Strict):
+    name: str
+    match: Match = Match()
+    destinations: list[str] = Field(min_length=1)
+
+
+class Pipeline(_Strict):
+    workers: int = Field(1, ge=1, le=64)
+    poll_interval_s: float = Field(0.2, gt=0)
+    lease_s: float = Field(300, gt=0)  # a claim older than this is taken over (crashed node)
+    multiple_faces: Literal["largest", "reject"] = "largest"
+
+
+class Settings(_Strict):
+    node: Node
+    storage: Storage = Storage()
+    deid: Deid
+    pixels: Pixels = Pixels()
+    pipeline: Pipeline = Pipeline()
+    retry: Retry = Retry()
+    destinations: list[Destination] = []
+    routes: list[Route] = []
+
+    @model_validator(mode="after")
+    def _routes_name_destinations(self) -> "Settings":
+        names = [d.name for d in self.destinations]
+        if len(set(names)) != len(names):
+            raise ValueError("destinations: names must be unique")
+        for i, route in enumerate(self.routes):
+            for dest in route.destinations:
+                if dest not in names:
+                    raise ValueError(f"routes.{i}.destinations: unknown destination {dest!r}")
+        return self
+
+    def destination(self, name: str) -> Destination:
+        return next(d for d in self.destinations if d.name == name)
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    storage = raw.setdefault("storage", {})
+    storage["data_dir"] = str(base / storage.get("data_dir", "var"))
+    deid = raw.get("deid", {})
+    if "secret_file" in deid:
+        deid["secret_file"] = str(base / deid["secret_file"])
+    for section in [raw.get("node", {})] + list(raw.get("destinations", [])):
+        tls = section.get("tls") if isinstance(section, dict) else None
+        if isinstance(tls, dict):
+            for key in ("cert_file", "key_file", "ca_file"):
+                if key in tls:
+                    tls[key] = str(base / tls[key])
+
+
+def parse(raw: dict[str, Any], base_dir: Path = Path(".")) -> Settings:
+    """Validate a configuration mapping; raises :class:`ConfigError` naming each bad key."""
+    _resolve_paths(raw, base_dir)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{loc}: {msg}")
+        raise ConfigError(problems) from None
+
+
+def load(path: Path) -> Settings:
+    """Read and validate a TOML configuration file."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
+    return parse(raw, path.resolve().parent)
