@@ -1,0 +1,258 @@
+"""The analysis stage: find the face and eyes, gate quality, measure. Used by the mask and by the node.
+
+``analyse(image)`` picks the path per image: MediaPipe FaceMesh for full-face photos (a face is kept only
+if it passes a sanity check, because FaceMesh invents a face on an eye close-up), else the iris model on
+the eye(s) of an external-eye close-up. Quality gates raise :class:`Rejected` with a short reason.
+Models are created once per process and calls are serialised, so one worker thread (or several) may
+call ``analyse`` repeatedly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+
+from .landmarks import (
+    EyeLandmarks,
+    IrisModel,
+    eyes_from_facemesh,
+    facemesh,
+    find_closeup_eyes,
+    iris_model,
+)
+from .measure import HeadPose, Measurements, eye_axes, head_pose_from_facemesh, lid_height, measure
+from .pixels import MaskingFailed
+from .quality import (
+    QualityError,
+    QualityThresholds,
+    check_eye_size,
+    check_eyes_open,
+    check_face_count,
+    check_face_size,
+    check_pose,
+    open_ratio,
+)
+
+__all__ = ["Analysis", "AnalysisOptions", "EyeLandmarks", "HeadPose", "Rejected", "analyse"]
+
+# A FaceMesh face that no detector confirms is kept only if the eye model, run on each of its eyes,
+# finds the same lids (mean disagreement / eye width). Real faces here: <= 0.08; the face FaceMesh
+# invents on an eye close-up: 0.15.
+MAX_FACE_EYE_DISAGREEMENT = 0.10
+# A close-up eye is kept only if its contour is stable across crops and orientations (spread / width).
+# Eyes here: 0.05-0.06; coffee, rocket, cat photos: >= 0.09.
+MAX_CLOSEUP_SPREAD = 0.075
+
+
+class Rejected(MaskingFailed):
+    """The image fails a quality gate; ``reason`` is short and admin-readable (no PHI)."""
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    mode: Literal["auto", "face", "closeup"] = "auto"
+    quality: QualityThresholds = field(default_factory=QualityThresholds)
+    laterality: Literal["right", "left"] | None = None  # a lone close-up eye's side, e.g. from DICOM
+    max_faces: int = 4
+
+
+@dataclass(frozen=True)
+class Analysis:
+    mode: Literal["face", "closeup"]
+    image_size: tuple[int, int]  # (width, height)
+    eyes: dict[str, EyeLandmarks]  # keys "right"/"left" (patient's anatomical side), absent if not visible
+    face_landmarks: np.ndarray | None  # (478, 3) FaceMesh points in pixels, face mode only
+    head_pose: HeadPose | None  # face mode only
+    measurements: Measurements
+    faces_found: int = 1
+    side_source: Literal["face", "position", "header", "canthal_tilt"] = "face"
+    landmark_check: float = 0.0  # sanity-check figure (disagreement / eye width); lower is better
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the ``measure`` command's object for one input, without ``path``."""
+        eyes = {}
+        for side, eye in self.measurements.eyes.items():
+            eyes[side] = eye.to_dict()
+        return {
+            "status": "ok",
+            "reason": None,
+            "mode": self.mode,
+            "image_size": list(self.image_size),
+            "eyes": eyes,
+            "head_pose": self.head_pose.to_dict() if self.head_pose else None,
+            "binocular": self.measurements.binocular.to_dict() if self.measurements.binocular else None,
+            "scale": self.measurements.scale.to_dict(),
+            "faces_found": self.faces_found,
+            "side_source": self.side_source,
+        }
+
+
+def analyse(
+    image: np.ndarray, *, pixel_spacing_mm: float | None = None, options: AnalysisOptions | None = None
+) -> Analysis:
+    """Landmarks, quality gates and measurements for one HxWx3 uint8 RGB image; raises :class:`Rejected`."""
+    opts = options or AnalysisOptions()
+    image = _check_image(image)
+    try:
+        if opts.mode != "closeup":
+            result = _analyse_face(image, pixel_spacing_mm, opts)
+            if result is not None:
+                return result
+            if opts.mode == "face":
+                raise QualityError("no face found")
+        return _analyse_closeup(image, pixel_spacing_mm, opts)
+    except QualityError as exc:
+        raise Rejected(exc.reason) from None
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4) or image.dtype != np.uint8:
+        raise Rejected(f"unsupported image: shape {image.shape}, {image.dtype} (need HxWx3 uint8 RGB)")
+    return np.ascontiguousarray(image[:, :, :3])
+
+
+@lru_cache(maxsize=1)
+def _face_detector():
+    from mediapipe.python.solutions import face_detection
+
+    return _Locked(face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5))
+
+
+class _Locked:
+    def __init__(self, solution) -> None:
+        import threading
+
+        self._solution, self._lock = solution, threading.Lock()
+
+    def process(self, image: np.ndarray):
+        with self._lock:
+            return self._solution.process(image)
+
+
+def _detector_boxes(image: np.ndarray) -> list[np.ndarray]:
+    """Face boxes (x0, y0, x1, y1 px) from MediaPipe's full-range face detector."""
+    h, w = image.shape[:2]
+    boxes = []
+    for det in _face_detector().process(image).detections or ():
+        b = det.location_data.relative_bounding_box
+        boxes.append(np.array([b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h]))
+    return boxes
+
+
+def _bbox(points: np.ndarray) -> np.ndarray:
+    return np.r_[points[:, :2].min(axis=0), points[:, :2].max(axis=0)]
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
+    """True if either box's centre lies inside the other."""
+    def inside(p, box):
+        return box[0] <= p[0] <= box[2] and box[1] <= p[1] <= box[3]
+
+    return inside((a[:2] + a[2:]) / 2, b) or inside((b[:2] + b[2:]) / 2, a)
+
+
+def _eye_disagreement(model: IrisModel, image: np.ndarray, eyes: dict[str, EyeLandmarks]) -> float:
+    """Mean lid-point distance between FaceMesh and the eye model on FaceMesh's eye crops / eye width."""
+    errors = []
+    for side, eye in eyes.items():
+        centre = (eye.lateral_canthus + eye.medial_canthus) / 2
+        check = model.eye(image, centre, 2.3 * max(eye.width, 4.0), side, side == "left")
+        a = np.vstack([eye.upper_lid, eye.lower_lid])
+        b = np.vstack([check.upper_lid, check.lower_lid])
+        errors.append(float(np.linalg.norm(a - b, axis=1).mean() / max(eye.width, 1e-6)))
+    return float(np.mean(errors))
+
+
+def _mesh_on_crop(image: np.ndarray, box: np.ndarray, max_faces: int) -> np.ndarray | None:
+    """FaceMesh on a square crop around a detector box (faces the mesh missed in the full image)."""
+    h, w = image.shape[:2]
+    c, side = (box[:2] + box[2:]) / 2, 2.0 * max(box[2] - box[0], box[3] - box[1])
+    x0, y0 = int(max(0, c[0] - side / 2)), int(max(0, c[1] - side / 2))
+    x1, y1 = int(min(w, c[0] + side / 2)), int(min(h, c[1] + side / 2))
+    if x1 - x0 < 16 or y1 - y0 < 16:
+        return None
+    meshes = facemesh(max_faces).detect(np.ascontiguousarray(image[y0:y1, x0:x1]))
+    if not meshes:
+        return None
+    best = max(meshes, key=lambda p: np.prod(np.ptp(p[:, :2], axis=0)))
+    return best + (x0, y0, 0.0)
+
+
+def _analyse_face(image: np.ndarray, spacing: float | None, opts: AnalysisOptions) -> Analysis | None:
+    model = iris_model()
+    boxes = _detector_boxes(image)
+    faces: list[tuple[np.ndarray, float]] = []  # (points, disagreement)
+    for points in facemesh(opts.max_faces).detect(image):
+        confirmed = any(_overlaps(_bbox(points), b) for b in boxes)
+        disagreement = _eye_disagreement(model, image, eyes_from_facemesh(points))
+        if confirmed or disagreement <= MAX_FACE_EYE_DISAGREEMENT:
+            faces.append((points, disagreement))
+    unmeshed = [b for b in boxes if not any(_overlaps(_bbox(p), b) for p, _ in faces)]
+    count = len(faces) + len(unmeshed)
+    if count == 0:
+        return None
+    check_face_count(count, opts.quality.multiple_faces)
+    area = lambda box: float(np.prod(box[2:] - box[:2]))  # noqa: E731
+    largest_box = max(unmeshed, key=area, default=None)
+    if largest_box is not None and (not faces or area(largest_box) > max(area(_bbox(p)) for p, _ in faces)):
+        points = _mesh_on_crop(image, largest_box, opts.max_faces)
+        if points is not None:
+            faces.append((points, _eye_disagreement(model, image, eyes_from_facemesh(points))))
+    if not faces:
+        raise QualityError("face found but no landmarks (face too small or occluded)")
+    points, disagreement = max(faces, key=lambda f: area(_bbox(f[0])))
+    eyes = eyes_from_facemesh(points)
+    interocular = float(np.linalg.norm(
+        (eyes["left"].lateral_canthus + eyes["left"].medial_canthus) / 2
+        - (eyes["right"].lateral_canthus + eyes["right"].medial_canthus) / 2
+    ))
+    check_face_size(interocular, opts.quality)
+    pose = head_pose_from_facemesh(points)
+    check_pose(pose.yaw_deg, pose.pitch_deg, pose.roll_deg, opts.quality)
+    result = measure(eyes, pose, spacing, opts.quality.min_open_ratio)
+    _check_open(result, eyes, opts)
+    h, w = image.shape[:2]
+    return Analysis("face", (w, h), eyes, points, pose, result, count, "face", disagreement)
+
+
+def _analyse_closeup(image: np.ndarray, spacing: float | None, opts: AnalysisOptions) -> Analysis:
+    found = [
+        e for e in find_closeup_eyes(image, iris_model(), opts.laterality)
+        if e.consistency <= MAX_CLOSEUP_SPREAD and _plausible_eye(e.eye)
+    ]
+    if not found:
+        raise QualityError("no face or eye found")
+    eyes = {e.eye.side: e.eye for e in found}
+    for eye in eyes.values():
+        check_eye_size(eye.width, opts.quality)
+    result = measure(eyes, None, spacing, opts.quality.min_open_ratio)
+    _check_open(result, eyes, opts)
+    h, w = image.shape[:2]
+    spread = max(e.consistency for e in found)
+    return Analysis("closeup", (w, h), eyes, None, None, result, 0, found[0].side_source, spread)
+
+
+def _plausible_eye(eye: EyeLandmarks) -> bool:
+    """Anatomy check: iris size relative to the fissure, iris centre between the canthi and the lids."""
+    ratio = eye.iris_radius / max(eye.width, 1e-6)
+    axis = eye.medial_canthus - eye.lateral_canthus
+    t = float((eye.iris_center - eye.lateral_canthus) @ axis / (axis @ axis))
+    u, v = eye_axes({eye.side: eye})
+    r = eye.iris_radius
+    up = lid_height(eye.upper_lid, eye.iris_center, u, v)
+    down = -lid_height(eye.lower_lid, eye.iris_center, u, v)
+    lids_ok = -r <= up <= 2.5 * r and -r <= down <= 2.5 * r  # NaN (no lid above the iris) fails
+    return 0.12 <= ratio <= 0.40 and 0.15 <= t <= 0.85 and lids_ok
+
+
+def _check_open(result: Measurements, eyes: dict[str, EyeLandmarks], opts: AnalysisOptions) -> None:
+    ratios = {
+        side: open_ratio(m.fissure_height_mm / result.scale.mm_per_px, eyes[side].width)
+        for side, m in result.eyes.items()
+    }
+    check_eyes_open(ratios, opts.quality)
+
