@@ -1,0 +1,69 @@
+"""An evaluation corpus: face photographs labelled with the identity of the person shown.
+
+Either a folder with one sub-folder per identity, or a folder holding ``manifest.csv`` with columns
+``path,identity`` (paths relative to the folder).
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+MANIFEST = "manifest.csv"
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: Path
+    identity: str
+
+
+class CorpusError(ValueError):
+    """The folder is not a usable corpus."""
+
+
+def load_corpus(root: Path) -> list[Entry]:
+    """The corpus's entries, sorted by identity then path."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CorpusError(f"{root} is not a folder")
+    manifest = root / MANIFEST
+    entries = _from_manifest(root, manifest) if manifest.is_file() else _from_folders(root)
+    if not entries:
+        raise CorpusError(f"no images in {root} (expected one sub-folder per identity, or {MANIFEST})")
+    return sorted(entries, key=lambda e: (e.identity, str(e.path)))
+
+
+def _from_folders(root: Path) -> list[Entry]:
+    return [
+        Entry(path, folder.name)
+        for folder in root.iterdir()
+        if folder.is_dir() and not folder.name.startswith(".")
+        for path in folder.iterdir()
+        if path.suffix.lower() in IMAGE_SUFFIXES
+    ]
+
+
+def _from_manifest(root: Path, manifest: Path) -> list[Entry]:
+    with manifest.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if rows and not {"path", "identity"} <= set(rows[0]):
+        raise CorpusError(f"{manifest} needs the columns path,identity")
+    entries = [Entry(root / row["path"], row["identity"].strip()) for row in rows]
+    missing = [str(e.path) for e in entries if not e.path.is_file()]
+    if missing:
+        raise CorpusError(f"{len(missing)} file(s) in {manifest} do not exist, e.g. {missing[0]}")
+    return entries
+
+
+def read_image(path: Path, max_side: int | None = 1024) -> np.ndarray:
+    """An image as RGB uint8, upright per its EXIF orientation, scaled down to ``max_side``."""
+    with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img).convert("RGB")
+        if max_side and max(img.size) > max_side:
+            img.thumbnail((max_side, max_side), Image.LANCZOS)
+        return np.asarray(img).copy()

@@ -1,0 +1,216 @@
+"""Write an evaluation as results.json (every number) and report.md with its pictures."""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from digimask.evaluation.attacks import roc_curve
+from digimask.evaluation.run import ATTACKS, Evaluation, MaskerResult
+
+PLOTTED = ("mrd1_mm", "mrd2_mm", "fissure_height_mm", "gaze_h_deg", "gaze_v_deg", "yaw_deg")
+TABLED = ("mrd1_mm", "mrd2_mm", "fissure_height_mm", "fissure_width_mm", "gaze_h_deg", "gaze_v_deg",
+          "deviation_h_deg", "yaw_deg", "pitch_deg")
+THUMB = 160
+
+
+def write_report(evaluation: Evaluation, out_dir: Path) -> Path:
+    """Write results.json, report.md, roc.png, bland_altman_*.png and contact_sheet.png; return report.md."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = evaluation.to_dict()
+    (out_dir / "results.json").write_text(json.dumps(_jsonable(results), indent=2) + "\n")
+    pictures = {"roc": _roc_figure(evaluation, out_dir / "roc.png")}
+    pictures["bland_altman"] = [p for r in evaluation.maskers.values() if (p := _bland_altman_figure(r, out_dir))]
+    pictures["contact_sheet"] = _contact_sheet(evaluation, out_dir / "contact_sheet.png")
+    report = out_dir / "report.md"
+    report.write_text(markdown(evaluation, pictures))
+    return report
+
+
+def markdown(evaluation: Evaluation, pictures: dict) -> str:
+    meta, corpus, rec = evaluation.meta, evaluation.corpus, evaluation.recognizer
+    lines = [
+        "# digimask evaluation",
+        "",
+        f"Date {meta['date']}, commit {meta['commit'] or 'unknown'}. Corpus: {corpus['n_images']} photos of "
+        f"{corpus['n_identities']} identities ({corpus['n_identities_with_2_or_more_images']} with 2 or more "
+        f"photos); {corpus['n_skipped']} skipped {corpus['skipped'] or ''}. Recognizer: {rec['name']}, "
+        f"same person below distance {rec['threshold']}. Method and definitions: docs/evaluation.md.",
+        "",
+        "## Privacy: re-identification attacks",
+        "",
+        "Rank-1 identification rate (chance in brackets); verification = genuine pairs accepted at the "
+        "threshold (false-match rate of impostor pairs, the chance level, in brackets); AUC chance = 0.5.",
+        "",
+        "| masker | rank-1 mask→original | rank-1 mask→mask | rank-1 periocular | rank-1 periocular mask→mask "
+        "| verification | AUC | faces found | not produced |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for spec, r in evaluation.maskers.items():
+        a = {name: r.attacks[name].result for name in ATTACKS}
+        m2o = a["mask_to_original"]
+        lines.append(
+            f"| {spec} | {_rate(a['mask_to_original'])} | {_rate(a['mask_to_mask'])} "
+            f"| {_rate(a['periocular_mask_to_original'])} | {_rate(a['periocular_mask_to_mask'])} "
+            f"| {_pct(m2o.verification_rate)} ({_pct(m2o.false_match_rate)}) | {_num(m2o.auc, 3)} "
+            f"| {_pct(r.face_detected_rate)} | {r.n_not_produced}/{r.n_images} |"
+        )
+    lines += ["", f"![ROC curves]({pictures['roc']})", "", "## Clinical fidelity", ""]
+    if not any(r.fidelity for r in evaluation.maskers.values()):
+        lines += [f"Not measured: {meta['fidelity']}.", ""]
+    else:
+        lines += [
+            "Absolute error of the masked image's measurement against the original's: median / 95th "
+            "percentile (mm for MRD and fissure, degrees for angles); κ = Cohen's kappa on lid "
+            "(ptosis/normal/retraction) and gaze (primary/deviated) categories; failed = could not be "
+            "produced or measured.",
+            "",
+            "| masker | failed | " + " | ".join(TABLED) + " | κ lid | κ gaze |",
+            "|---|---|" + "---|" * (len(TABLED) + 2),
+        ]
+        for spec, r in evaluation.maskers.items():
+            f = r.fidelity
+            if f is None:
+                continue
+            cells = [
+                f"{_num(f.measurements[m].median_abs_error)} / {_num(f.measurements[m].p95_abs_error)}"
+                if f.measurements[m].n else "–"
+                for m in TABLED
+            ]
+            lines.append(f"| {spec} | {f.n_failed}/{f.n_images} | " + " | ".join(cells)
+                         + f" | {_num(f.kappa['lid'])} | {_num(f.kappa['gaze'])} |")
+        lines += ["", "Bland-Altman bias [95% limits of agreement], masked − original:", "",
+                  "| masker | " + " | ".join(PLOTTED) + " |", "|---|" + "---|" * len(PLOTTED)]
+        for spec, r in evaluation.maskers.items():
+            if r.fidelity is None:
+                continue
+            cells = []
+            for m in PLOTTED:
+                ba = r.fidelity.measurements[m].bland_altman
+                cells.append(f"{_num(ba.bias)} [{_num(ba.loa_low)}, {_num(ba.loa_high)}]" if ba.n else "–")
+            lines.append(f"| {spec} | " + " | ".join(cells) + " |")
+        lines += [""] + [f"![Bland-Altman]({p})" for p in pictures["bland_altman"]] + [""]
+    lines += ["## Failures", ""]
+    for spec, r in evaluation.maskers.items():
+        if r.failures:
+            lines.append(f"- {spec}: " + "; ".join(f"{n}× {why}" for why, n in sorted(r.failures.items())))
+    lines += ["", "## Contact sheet", "", f"![originals and masked images]({pictures['contact_sheet']})", ""]
+    return "\n".join(lines)
+
+
+def _roc_figure(evaluation: Evaluation, path: Path) -> str:
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(10, 10))
+    for ax, name in zip(axes.flat, ATTACKS):
+        for spec, r in evaluation.maskers.items():
+            a = r.attacks[name]
+            if len(a.genuine) and len(a.impostor):
+                fpr, tpr = roc_curve(a.genuine, a.impostor)
+                ax.plot(fpr, tpr, label=f"{spec} (AUC {a.result.auc:.2f})")
+        ax.plot([0, 1], [0, 1], "k:", lw=1, label="chance")
+        ax.set(title=name.replace("_", " "), xlabel="false match rate", ylabel="true match rate",
+               xlim=(0, 1), ylim=(0, 1.01))
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path.name
+
+
+def _bland_altman_figure(result: MaskerResult, out_dir: Path) -> str | None:
+    f = result.fidelity
+    if f is None:
+        return None
+    shown = [m for m in PLOTTED if len(f.pairs[m][0]) >= 2]
+    if not shown:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.2), squeeze=False)
+    for ax, m in zip(axes[0], shown):
+        ref, test = (np.asarray(v) for v in f.pairs[m])
+        ba = f.measurements[m].bland_altman
+        ax.scatter((ref + test) / 2, test - ref, s=10)
+        for y, style in ((ba.bias, "-"), (ba.loa_low, "--"), (ba.loa_high, "--")):
+            ax.axhline(y, color="C3", ls=style, lw=1)
+        ax.set(title=m, xlabel="mean of original and masked", ylabel="masked − original")
+    fig.suptitle(f"Bland-Altman: {result.spec}")
+    fig.tight_layout()
+    path = out_dir / f"bland_altman_{_slug(result.spec)}.png"
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path.name
+
+
+def _contact_sheet(evaluation: Evaluation, path: Path) -> str:
+    """Rows: one photo per identity; columns: the original, then each masker's output, all cut to the
+    region around the face."""
+    rows = sorted(evaluation.originals)
+    boxes = {s.index: _around(s.face.box, s.image.shape) for s in evaluation.subjects if s.index in rows}
+    columns = ["original photo", *evaluation.maskers]
+    label_h = 18
+    sheet = Image.new("RGB", (THUMB * len(columns), label_h + THUMB * max(1, len(rows))), "white")
+    draw = ImageDraw.Draw(sheet)
+    for c, name in enumerate(columns):
+        draw.text((c * THUMB + 3, 3), name[:26], fill="black")
+    for r, index in enumerate(rows):
+        for c, name in enumerate(columns):
+            image = evaluation.originals[index] if c == 0 else evaluation.samples[name].get(index)
+            if image is None:
+                draw.text((c * THUMB + 10, label_h + r * THUMB + THUMB // 2), "not produced", fill="red")
+                continue
+            thumb = Image.fromarray(image).crop(boxes[index])
+            thumb.thumbnail((THUMB, THUMB))
+            sheet.paste(thumb, (c * THUMB, label_h + r * THUMB))
+    sheet.save(path)
+    return path.name
+
+
+def _around(box: tuple[int, int, int, int], shape: tuple[int, ...], scale: float = 2.0):
+    """A square ``scale`` times the face box, clipped to the image."""
+    left, top, right, bottom = box
+    cx, cy, half = (left + right) / 2, (top + bottom) / 2, scale * max(right - left, bottom - top) / 2
+    h, w = shape[:2]
+    return (int(max(0, cx - half)), int(max(0, cy - half)), int(min(w, cx + half)), int(min(h, cy + half)))
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _jsonable(value):
+    """NaN and infinity become null: JSON has neither."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _rate(result) -> str:
+    return f"{_pct(result.rank1)} ({_pct(result.chance_rank1)})"
+
+
+def _pct(x: float) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{100 * x:.1f}%"
+
+
+def _num(x: float, digits: int = 2) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _slug(spec: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "_", spec).strip("_")

@@ -1,0 +1,341 @@
+"""Run every masker over a corpus: mask, attack, measure; collect the numbers for the report."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import subprocess
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+from tqdm import tqdm
+
+from digimask.evaluation import fidelity
+from digimask.evaluation.attacks import Attack, DlibResNet, Embeddings, Recognizer, attack, locate
+from digimask.evaluation.baselines import BASELINES
+from digimask.evaluation.corpus import Entry, read_image
+from digimask.evaluation.landmarks import Face, detect_face, keep_box, periocular_box
+from digimask.pipeline.pixels import MASKERS, MaskingFailed, PixelMasker, create_masker
+
+log = logging.getLogger(__name__)
+
+# An analyser returns ``Measurements.to_dict()`` for an RGB image and raises MaskingFailed when it cannot.
+Analyser = Callable[[np.ndarray], Mapping]
+
+DEFAULT_MASKERS = (
+    "original",
+    "digital_mask",
+    "blur:sigma_fraction=0.005",
+    "blur:sigma_fraction=0.01",
+    "blur:sigma_fraction=0.02",
+    "pixelate:blocks=16",
+    "eye_bar",
+    "eye_crop",
+    "blank",
+)
+ATTACKS = {  # name -> (periocular?, attacker masks the gallery too?)
+    "mask_to_original": (False, False),
+    "mask_to_mask": (False, True),
+    "periocular_mask_to_original": (True, False),
+    "periocular_mask_to_mask": (True, True),
+}
+
+
+def analyse_stage() -> Analyser | None:
+    """The pipeline's analysis stage as an analyser, or None where it is not installed."""
+    try:
+        from digimask.pipeline.analyse import analyse
+    except ImportError:
+        return None
+    return lambda image: analyse(image).measurements.to_dict()
+
+
+def available_maskers(specs: Iterable[str] = DEFAULT_MASKERS) -> list[str]:
+    """The specs whose masker exists in this installation."""
+    return [s for s in specs if _name(s) in BASELINES or _name(s) in MASKERS]
+
+
+def build_masker(spec: str) -> PixelMasker:
+    """``NAME`` or ``NAME:key=value,key=value`` (values parsed as JSON, else kept as text)."""
+    name, _, args = spec.partition(":")
+    options = {}
+    for item in filter(None, args.split(",")):
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"bad masker option {item!r} in {spec!r}; expected key=value")
+        try:
+            options[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key.strip()] = raw
+    if name in BASELINES:
+        return BASELINES[name](**options)
+    return create_masker(name, options)
+
+
+def _name(spec: str) -> str:
+    return spec.partition(":")[0]
+
+
+@dataclass
+class Subject:
+    """One corpus photo in which the attacker's detector found a face."""
+
+    index: int
+    identity: str
+    image: np.ndarray
+    face: Face
+    box: tuple[int, int, int, int]  # periocular region
+    measured: dict[str, float] | None  # None: the analysis stage could not measure the original
+
+
+@dataclass
+class MaskerRun:
+    spec: str
+    cleans_recognizable_features: bool
+    produced: list[bool] = field(default_factory=list)
+    detected: list[bool] = field(default_factory=list)  # the attacker's detector found a face
+    full: list[np.ndarray] = field(default_factory=list)
+    periocular: list[np.ndarray] = field(default_factory=list)
+    measured: list[dict[str, float] | None] = field(default_factory=list)
+    failures: Counter = field(default_factory=Counter)  # reason -> count (never PHI)
+    samples: dict[int, np.ndarray] = field(default_factory=dict)  # subject index -> masked image
+
+
+@dataclass
+class MaskerResult:
+    spec: str
+    cleans_recognizable_features: bool
+    n_images: int
+    n_not_produced: int
+    face_detected_rate: float
+    attacks: dict[str, Attack]
+    fidelity: fidelity.Fidelity | None
+    failures: dict[str, int]
+
+    def to_dict(self) -> dict:
+        m2o, m2m = self.attacks["mask_to_original"].result, self.attacks["mask_to_mask"].result
+        n_failed = self.fidelity.n_failed if self.fidelity else self.n_not_produced
+        fid = self.fidelity.to_dict() if self.fidelity else None
+        return {
+            "rank1_mask_to_original": m2o.rank1,
+            "rank1_mask_to_mask": m2m.rank1,
+            "rank1_periocular": self.attacks["periocular_mask_to_original"].result.rank1,
+            "rank1_periocular_mask_to_mask": self.attacks["periocular_mask_to_mask"].result.rank1,
+            "verification_rate": m2o.verification_rate,
+            "false_match_rate": m2o.false_match_rate,
+            "auc": m2o.auc,
+            "chance_rank1": m2o.chance_rank1,
+            "chance_rank1_mask_to_mask": m2m.chance_rank1,
+            "n_images": self.n_images,
+            "n_failed": n_failed,
+            "n_not_produced": self.n_not_produced,
+            "face_detected_rate": self.face_detected_rate,
+            "cleans_recognizable_features": self.cleans_recognizable_features,
+            "measurements": fid["measurements"] if fid else {},
+            "fidelity": fid,
+            "attacks": {name: a.result.to_dict() for name, a in self.attacks.items()},
+            "failures": self.failures,
+        }
+
+
+@dataclass
+class Evaluation:
+    corpus: dict
+    recognizer: dict
+    maskers: dict[str, MaskerResult]
+    subjects: list[Subject]
+    originals: dict[int, np.ndarray]  # contact-sheet rows: subject index -> original
+    samples: dict[str, dict[int, np.ndarray]]  # masker -> subject index -> masked image
+    meta: dict
+
+    def to_dict(self) -> dict:
+        return {
+            "meta": self.meta,
+            "corpus": self.corpus,
+            "recognizer": self.recognizer,
+            "thresholds": {
+                "ptosis_max_mrd1_mm": fidelity.PTOSIS_MAX_MRD1_MM,
+                "retraction_min_mrd1_mm": fidelity.RETRACTION_MIN_MRD1_MM,
+                "gaze_deviated_deg": fidelity.GAZE_DEVIATED_DEG,
+            },
+            "maskers": {spec: r.to_dict() for spec, r in self.maskers.items()},
+        }
+
+
+def evaluate(
+    entries: Sequence[Entry],
+    masker_specs: Sequence[str],
+    *,
+    analyser: Analyser | None = None,
+    recognizer: Recognizer | None = None,
+    max_side: int | None = 1024,
+    sheet_rows: int = 6,
+    progress: bool = True,
+) -> Evaluation:
+    """Mask every usable photo with every masker, attack the results and measure them."""
+    recognizer = recognizer or DlibResNet()
+    maskers = {spec: build_masker(spec) for spec in masker_specs}
+    bar = tqdm(total=len(entries) * (1 + len(maskers)), disable=not progress, unit="img")
+    subjects, skipped = [], Counter()
+    gallery_full, gallery_peri = [], []
+    for entry in entries:
+        bar.set_description("originals")
+        subject = _subject(len(subjects), entry, max_side, analyser, skipped)
+        bar.update(1)
+        if subject is None:
+            continue
+        subjects.append(subject)
+        gallery_full.append(recognizer.embed(subject.image, subject.face))
+        gallery_peri.append(recognizer.embed(keep_box(subject.image, subject.box), subject.face))
+    bar.total = len(entries) + len(subjects) * len(maskers)
+    sheet = _sheet_subjects(subjects, sheet_rows)
+
+    runs = {}
+    for spec, masker in maskers.items():
+        bar.set_description(spec)
+        run = MaskerRun(spec, bool(getattr(masker, "cleans_recognizable_features", False)))
+        for subject in subjects:
+            _mask_one(run, masker, subject, recognizer, analyser, keep_sample=subject.index in sheet)
+            bar.update(1)
+        runs[spec] = run
+    bar.close()
+
+    originals = _embeddings(subjects, gallery_full, [True] * len(subjects))
+    originals_peri = _embeddings(subjects, gallery_peri, [True] * len(subjects))
+    results = {spec: _score(run, subjects, originals, originals_peri, recognizer, analyser) for spec, run in runs.items()}
+    identities = Counter(s.identity for s in subjects)
+    return Evaluation(
+        corpus={
+            "n_entries": len(entries),
+            "n_images": len(subjects),
+            "n_identities": len(identities),
+            "n_identities_with_2_or_more_images": sum(n >= 2 for n in identities.values()),
+            "n_skipped": sum(skipped.values()),
+            "skipped": dict(skipped),
+            "n_originals_not_measured": sum(s.measured is None for s in subjects) if analyser else None,
+        },
+        recognizer={"name": recognizer.name, "threshold": recognizer.threshold},
+        maskers=results,
+        subjects=subjects,
+        originals={s.index: s.image for s in subjects if s.index in sheet},
+        samples={spec: run.samples for spec, run in runs.items()},
+        meta={
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "commit": _commit(),
+            "fidelity": "analysis stage" if analyser else "skipped: analysis stage not installed",
+        },
+    )
+
+
+def _subject(index: int, entry: Entry, max_side, analyser, skipped: Counter) -> Subject | None:
+    try:
+        image = read_image(entry.path, max_side)
+    except OSError:
+        skipped["unreadable"] += 1
+        return None
+    face = detect_face(image)
+    if face is None:
+        skipped["no face found by the recognizer's detector"] += 1
+        return None
+    measured = None
+    if analyser is not None:
+        measured = _measure(analyser, image, Counter())
+    return Subject(index, entry.identity, image, face, periocular_box(face.points68, image.shape), measured)
+
+
+def _mask_one(run: MaskerRun, masker, subject: Subject, recognizer, analyser, keep_sample: bool) -> None:
+    masked = _apply(masker, subject.image, run.failures)
+    run.produced.append(masked is not None)
+    if masked is None:
+        run.measured.append(None)
+        return
+    if keep_sample:
+        run.samples[subject.index] = masked
+    face, detected = locate(masked, subject.face)
+    run.detected.append(detected)
+    run.full.append(recognizer.embed(masked, face))
+    run.periocular.append(recognizer.embed(keep_box(masked, subject.box), subject.face))
+    run.measured.append(_measure(analyser, masked, run.failures) if analyser else None)
+
+
+def _apply(masker: PixelMasker, image: np.ndarray, failures: Counter) -> np.ndarray | None:
+    try:
+        pixels = np.asarray(masker.mask(image, Dataset()).pixels)
+    except MaskingFailed as exc:
+        failures[f"not produced: {exc.reason}"] += 1
+        return None
+    except Exception as exc:  # a crashing masker is a result to report, not a reason to stop
+        log.warning("masker %s crashed: %s", getattr(masker, "name", "?"), type(exc).__name__)
+        failures[f"not produced: {type(exc).__name__}"] += 1
+        return None
+    if pixels.shape != image.shape or pixels.dtype != np.uint8:
+        failures["not produced: changed the image's size or type"] += 1
+        return None
+    return pixels
+
+
+def _measure(analyser: Analyser, image: np.ndarray, failures: Counter) -> dict[str, float] | None:
+    try:
+        return fidelity.flatten(analyser(image))
+    except MaskingFailed as exc:
+        failures[f"not measured: {exc.reason}"] += 1
+    except Exception as exc:
+        log.warning("analysis crashed: %s", type(exc).__name__)
+        failures[f"not measured: {type(exc).__name__}"] += 1
+    return None
+
+
+def _score(run: MaskerRun, subjects, originals, originals_peri, recognizer, analyser) -> MaskerResult:
+    probes = {False: _embeddings(subjects, run.full, run.produced),
+              True: _embeddings(subjects, run.periocular, run.produced)}
+    galleries = {False: originals, True: originals_peri}
+    attacks = {
+        name: attack(probes[peri], probes[peri] if masks_gallery else galleries[peri],
+                     recognizer.threshold, leave_one_out=masks_gallery)
+        for name, (peri, masks_gallery) in ATTACKS.items()
+    }
+    fid = None
+    if analyser is not None:
+        usable = [i for i, s in enumerate(subjects) if s.measured is not None]
+        fid = fidelity.compare([subjects[i].measured for i in usable], [run.measured[i] for i in usable],
+                               [run.produced[i] for i in usable])
+    return MaskerResult(
+        spec=run.spec,
+        cleans_recognizable_features=run.cleans_recognizable_features,
+        n_images=len(subjects),
+        n_not_produced=run.produced.count(False),
+        face_detected_rate=float(np.mean(run.detected)) if run.detected else float("nan"),
+        attacks=attacks,
+        fidelity=fid,
+        failures=dict(run.failures),
+    )
+
+
+def _embeddings(subjects: Sequence[Subject], vectors: list[np.ndarray], produced: Sequence[bool]) -> Embeddings:
+    kept = [s for s, ok in zip(subjects, produced) if ok]
+    return Embeddings(
+        vectors=np.asarray(vectors, dtype=float).reshape(len(kept), -1),
+        identities=np.array([s.identity for s in kept]),
+        images=np.array([s.index for s in kept], dtype=int),
+    )
+
+
+def _sheet_subjects(subjects: Sequence[Subject], rows: int) -> set[int]:
+    """One photo per identity, for the contact sheet."""
+    first: dict[str, int] = {}
+    for s in subjects:
+        first.setdefault(s.identity, s.index)
+    return set(list(first.values())[:rows])
+
+
+def _commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None

@@ -1,0 +1,46 @@
+"""Baseline maskers on a real face photo."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset
+
+from digimask.evaluation.baselines import BASELINES, EyeBarMasker, EyeCropMasker, OriginalMasker
+from digimask.evaluation.landmarks import EYES, detect_face, periocular_box
+from digimask.pipeline.pixels import MaskingFailed
+
+
+@pytest.fixture(scope="module")
+def face(astronaut):
+    return detect_face(astronaut)
+
+
+def test_original_is_an_unchanged_copy(astronaut):
+    out = OriginalMasker().mask(astronaut, Dataset()).pixels
+    assert out is not astronaut and np.array_equal(out, astronaut)
+
+
+def test_eye_bar_covers_the_eyes_only(astronaut, face):
+    out = EyeBarMasker().mask(astronaut, Dataset()).pixels
+    assert out.shape == astronaut.shape
+    for x, y in face.points68[EYES].round().astype(int):
+        assert not out[y, x].any(), "an eye landmark is not under the bar"
+    mouth = face.points68[48:68].round().astype(int)
+    assert all(np.array_equal(out[y, x], astronaut[y, x]) for x, y in mouth)
+
+
+def test_eye_crop_keeps_the_eye_region_only(astronaut, face):
+    out = EyeCropMasker().mask(astronaut, Dataset()).pixels
+    left, top, right, bottom = periocular_box(face.points68, astronaut.shape)
+    assert np.array_equal(out[top:bottom, left:right], astronaut[top:bottom, left:right])
+    outside = out.copy()
+    outside[top:bottom, left:right] = 0
+    assert not outside.any()
+    for x, y in face.points68[EYES].round().astype(int):
+        assert left <= x < right and top <= y < bottom
+
+
+@pytest.mark.parametrize("name", ["eye_bar", "eye_crop"])
+def test_no_face_is_a_masking_failure(name):
+    with pytest.raises(MaskingFailed):
+        BASELINES[name]().mask(np.full((200, 200, 3), 127, np.uint8), Dataset())

@@ -1,0 +1,32 @@
+"""The report files written by ``evaluate``."""
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+
+from .conftest import MASKERS
+
+
+def test_report_has_tables_and_pictures(evaluated):
+    out, _ = evaluated
+    report = (out / "report.md").read_text()
+    for spec in MASKERS:
+        assert f"| {spec} |" in report
+    assert "| original | 100.0% (50.0%) | 100.0% (50.0%) |" in report
+    assert "![ROC curves](roc.png)" in report and "contact_sheet.png" in report
+    for name in ("roc.png", "contact_sheet.png"):
+        with Image.open(out / name) as img:
+            assert img.width > 300 and img.height > 150
+
+
+def test_contact_sheet_has_a_row_per_identity_and_a_column_per_masker(evaluated):
+    with Image.open(evaluated[0] / "contact_sheet.png") as img:
+        assert img.width == 160 * (1 + len(MASKERS))
+        assert img.height == 18 + 160 * 2
+
+
+def test_results_json_is_strict_json(evaluated):
+    text = (evaluated[0] / "results.json").read_text()
+    json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))  # no NaN/Infinity
+    assert "meta" in json.loads(text) and json.loads(text)["meta"]["date"]
