@@ -50,9 +50,8 @@ def encode(
     sop_class = ds.SOPClassUID
     ds.SOPInstanceUID = deid.output_uid
     image_type = list(ds.get("ImageType") or ["ORIGINAL", "PRIMARY"]) + ["PRIMARY"]
-    ds.ImageType = ["DERIVED", image_type[1]]
-    if sop_class in _VALUE3_REQUIRED_WHEN_DERIVED:
-        ds.ImageType = ds.ImageType + ["DIGITAL MASK"]  # value 3 has defined (extensible) terms only
+    value3 = ["DIGITAL MASK"] if sop_class in _VALUE3_REQUIRED_WHEN_DERIVED else []  # defined (extensible) terms
+    ds.ImageType = ["DERIVED", image_type[1]] + value3
     source = Dataset()
     source.ReferencedSOPClassUID = sop_class
     source.ReferencedSOPInstanceUID = deid.source_uid

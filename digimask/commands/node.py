@@ -1,0 +1,186 @@
+"""Administrator commands for the node: serve, check-config, echo, deid, mask-file, queue, quarantine."""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from digimask.config.settings import ConfigError, Settings, load
+
+CONFIG_HELP = "configuration file (TOML), e.g. examples/digimask.toml"
+
+
+def _settings(path: Path) -> Settings | None:
+    try:
+        return load(path)
+    except ConfigError as exc:
+        print(f"invalid configuration {path}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    s = _settings(args.config)
+    if s is None:
+        return 2
+    print(f"{args.config}: OK (AE {s.node.ae_title} on {s.node.host}:{s.node.port}, masker {s.pixels.masker}, "
+          f"{len(s.destinations)} destination(s), {len(s.routes)} route(s))")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from digimask.scp_node.node import DigimaskNode
+
+    s = _settings(args.config)
+    if s is None:
+        return 2
+    node = DigimaskNode(s)
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    try:
+        node.start()
+    except OSError as exc:
+        print(f"cannot listen on {s.node.host}:{s.node.port}: {exc.strerror}", file=sys.stderr)
+        node.stop()
+        return 1
+    stopped.wait()
+    node.stop()
+    return 0
+
+
+def cmd_echo(args: argparse.Namespace) -> int:
+    from pynetdicom import AE
+
+    s = _settings(args.config)
+    if s is None:
+        return 2
+    names = [d.name for d in s.destinations]
+    if args.destination not in names:
+        print(f"unknown destination {args.destination!r}; configured: {', '.join(names) or '(none)'}", file=sys.stderr)
+        return 2
+    dest = s.destination(args.destination)
+    ae = AE(ae_title=s.node.ae_title)
+    ae.add_requested_context("1.2.840.10008.1.1")
+    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
+    if not assoc.is_established:
+        print(f"{dest.name}: no association with {dest.ae_title}@{dest.host}:{dest.port}", file=sys.stderr)
+        return 1
+    status = assoc.send_c_echo()
+    assoc.release()
+    ok = bool(status) and status.Status == 0
+    print(f"{dest.name}: C-ECHO {'Success' if ok else 'failed'}")
+    return 0 if ok else 1
+
+
+def cmd_file(args: argparse.Namespace) -> int:
+    """deid / mask-file: run the pipeline on one file with the configuration, without routing."""
+    from digimask.pipeline.process import Processor, Quarantined, read
+
+    s = _settings(args.config)
+    if s is None:
+        return 2
+    if args.command == "deid":
+        s = s.model_copy(update={"pixels": s.pixels.model_copy(update={"masker": "blank"})})
+    try:
+        out = Processor(s).process(read(args.input), route=False).dataset
+    except Quarantined as exc:
+        print(f"{args.input}: would be quarantined: {exc.reason}", file=sys.stderr)
+        return 1
+    if args.command == "deid":
+        print("note: 'deid' blanks the pixels; use 'mask-file' for the configured masker", file=sys.stderr)
+    out.save_as(args.output, enforce_file_format=True)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    from digimask.scp_node.node import open_store
+    from digimask.storage.models import Send
+
+    s = _settings(args.config)
+    if s is None:
+        return 2
+    store = open_store(s)
+    if args.action == "retry":
+        print(f"requeued {store.retry_failed(args.destination)} failed deliver(y/ies)")
+        return 0
+    state = Send(args.state) if args.state else None
+    print(f"{'ID':>6} {'INSTANCE':>8} {'DESTINATION':<16} {'STATE':<8} {'TRIES':>5} NEXT/DONE            LAST ERROR")
+    for d in store.deliveries(state, args.limit):
+        when = d.done_at or d.next_attempt_at
+        print(f"{d.id:>6} {d.instance_id:>8} {d.destination:<16} {d.state:<8} {d.attempts:>5} {when:%Y-%m-%d %H:%M:%S}  {d.last_error or ''}")
+    print("instances: " + ", ".join(f"{k}={v}" for k, v in sorted(store.counts().items())))
+    return 0
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from digimask.scp_node.node import open_store
+    from digimask.storage.models import State
+
+    s = _settings(args.config)
+    if s is None:
+        return 2
+    store = open_store(s)
+    if args.action == "list":
+        print(f"{'ID':>6} {'RECEIVED':<19} {'FROM':<16} REASON")
+        for inst in store.instances(State.QUARANTINED, args.limit):
+            print(f"{inst.id:>6} {inst.received_at:%Y-%m-%d %H:%M:%S} {inst.calling_ae:<16} {inst.reason}")
+        return 0
+    if args.id is None:
+        print(f"quarantine {args.action} needs an instance ID", file=sys.stderr)
+        return 2
+    if args.action == "release":
+        if store.release(args.id):
+            print(f"instance {args.id} released: it goes through the pipeline again")
+            return 0
+        print(f"instance {args.id} is not in quarantine", file=sys.stderr)
+        return 1
+    found = store.instance(args.id)
+    if found is None:
+        print(f"no instance {args.id}", file=sys.stderr)
+        return 1
+    inst, events, deliveries = found
+    print(f"instance {inst.id}: {inst.state}  pseudonymous UID {inst.pseudo_uid or '-'}  patient {inst.pseudo_patient_id or '-'}")
+    print(f"  SOP class {inst.sop_class_uid}  from {inst.calling_ae} to {inst.called_ae}")
+    print(f"  reason: {inst.reason or '-'}\n  original: {s.storage.data_dir / inst.original_path if inst.original_path else '(deleted)'}")
+    for e in events:
+        print(f"  {e.at:%Y-%m-%d %H:%M:%S} {e.state:<22} {e.detail or ''}")
+    for d in deliveries:
+        print(f"  -> {d.destination}: {d.state} after {d.attempts} attempt(s) {d.last_error or ''}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    def add(name: str, func, help: str) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("serve", cmd_serve, "run the node (Storage SCP, pipeline, forwarding)")
+    p.add_argument("--config", type=Path, required=True, help=CONFIG_HELP)
+    p = add("check-config", cmd_check_config, "validate a configuration file; exit 2 with the reasons if invalid")
+    p.add_argument("config", type=Path)
+    p = add("echo", cmd_echo, "C-ECHO a configured destination")
+    p.add_argument("destination")
+    p.add_argument("--config", type=Path, required=True, help=CONFIG_HELP)
+    for name, help in (("deid", "de-identify one DICOM file's header (pixels blanked)"),
+                       ("mask-file", "de-identify and mask one DICOM file with the configured masker")):
+        p = add(name, cmd_file, help)
+        p.add_argument("input", type=Path)
+        p.add_argument("output", type=Path)
+        p.add_argument("--config", type=Path, required=True, help=CONFIG_HELP)
+    p = add("queue", cmd_queue, "list deliveries, or retry failed ones")
+    p.add_argument("action", choices=["list", "retry"])
+    p.add_argument("--state", choices=["pending", "sending", "done", "failed"])
+    p.add_argument("--destination", help="with retry: only this destination")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--config", type=Path, required=True, help=CONFIG_HELP)
+    p = add("quarantine", cmd_quarantine, "list, show or release quarantined instances")
+    p.add_argument("action", choices=["list", "show", "release"])
+    p.add_argument("id", type=int, nargs="?")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--config", type=Path, required=True, help=CONFIG_HELP)

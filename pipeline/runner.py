@@ -1,0 +1,60 @@
+"""The processing worker: claim a received instance, run the pipeline, queue or quarantine it.
+
+A worker never dies on bad input: every failure ends in QUARANTINED with a reason. Each worker
+thread owns its own :class:`Processor` (a masker may hold a GL context bound to its thread).
+"""
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections.abc import Callable
+
+from digimask.config.settings import Settings
+from digimask.pipeline.process import Processor, Quarantined, read
+from digimask.storage.store import Claimed, Store
+
+log = logging.getLogger(__name__)
+
+
+def process_one(store: Store, processor: Processor, item: Claimed) -> bool:
+    """Run one claimed instance through the pipeline; True if it was queued for delivery."""
+    try:
+        ds = read(item.path)
+        done = processor.process(ds, item.calling_ae, item.called_ae)
+        buf = io.BytesIO()
+        done.dataset.save_as(buf, enforce_file_format=True)
+    except Quarantined as exc:
+        store.quarantine(item.id, exc.reason)
+        return False
+    except Exception as exc:  # a bug must not lose the instance or stop the worker
+        log.exception("internal error on instance %s", item.id)
+        store.quarantine(item.id, f"internal error: {type(exc).__name__}")
+        return False
+    notes = ", ".join(f"{k}={v}" for k, v in done.notes.items())
+    store.processed(item.id, buf.getvalue(), done.destinations, pseudo_uid=str(done.dataset.SOPInstanceUID),
+                    sop_class_uid=str(done.dataset.SOPClassUID), pseudo_patient_id=done.pseudo_patient_id,
+                    detail=f"masker={processor.masker.name}" + (f"; {notes}" if notes else ""))
+    log.info("instance %s (%s) queued for %s", item.id, str(done.dataset.SOPInstanceUID)[-12:], ", ".join(done.destinations))
+    return True
+
+
+class ProcessWorker(threading.Thread):
+    def __init__(self, store: Store, settings: Settings, stop: threading.Event, name: str,
+                 make_processor: Callable[[], Processor] | None = None) -> None:
+        super().__init__(name=name, daemon=True)
+        self.store, self.settings, self.stop = store, settings, stop
+        self.make_processor = make_processor or (lambda: Processor(settings))
+
+    def run(self) -> None:
+        processor = self.make_processor()  # created in this thread: GL contexts belong to it
+        while not self.stop.is_set():
+            try:
+                item = self.store.claim_instance(self.settings.pipeline.lease_s)
+            except Exception:
+                log.exception("cannot claim work (database unavailable?); retrying")
+                item = None
+            if item is None:
+                self.stop.wait(self.settings.pipeline.poll_interval_s)
+                continue
+            process_one(self.store, processor, item)

@@ -1,0 +1,81 @@
+"""The Storage SCU: send masked instances to a destination PACS, one association per batch.
+
+Nothing is marked delivered unless the destination answered Success or a Warning (PS3.4 B.2.3: the
+instance was stored). Any other outcome is a retry, with exponential backoff, until ``max_age_s``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import socket
+from dataclasses import dataclass
+
+from pynetdicom import AE, evt
+
+from digimask.config.settings import Destination, Node, Retry
+from digimask.scp_node.contexts import scu_contexts
+from digimask.scp_node.tls import client_context
+from digimask.storage.models import utcnow
+from digimask.storage.store import ClaimedDelivery
+
+log = logging.getLogger(__name__)
+_STORED = {0x0000, 0xB000, 0xB006, 0xB007}  # Success and the Warnings that mean "stored"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivery: ClaimedDelivery
+    ok: bool
+    error: str = ""
+
+
+def set_nodelay(event: evt.Event) -> None:
+    """Small DIMSE messages otherwise wait ~40 ms for Nagle's algorithm on every exchange."""
+    sock = event.assoc.dul.socket.socket if event.assoc.dul.socket else None
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def send_batch(node: Node, dest: Destination, items: list[ClaimedDelivery]) -> list[Outcome]:
+    """Send ``items`` over one association; returns one outcome per item, never raises."""
+    ae = AE(ae_title=node.ae_title)
+    ae.acse_timeout, ae.dimse_timeout, ae.network_timeout = node.acse_timeout_s, node.dimse_timeout_s, node.network_timeout_s
+    ae.requested_contexts = scu_contexts({i.sop_class_uid for i in items})
+    tls_args = (client_context(dest.tls), dest.tls_server_name or dest.host) if dest.tls else None
+    try:
+        assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, tls_args=tls_args,
+                             evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)])
+    except Exception as exc:  # TLS and socket errors surface here
+        return [Outcome(i, False, f"cannot connect: {exc}") for i in items]
+    if not assoc.is_established:
+        why = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "no association"
+        return [Outcome(i, False, f"association {why} by {dest.ae_title}@{dest.host}:{dest.port}") for i in items]
+    outcomes = []
+    try:
+        for item in items:
+            if not assoc.is_established:
+                outcomes.append(Outcome(item, False, "association lost"))
+                continue
+            try:
+                status = assoc.send_c_store(item.path)
+            except (OSError, ValueError) as exc:
+                outcomes.append(Outcome(item, False, f"cannot send: {exc}"))
+                continue
+            code = int(status.Status) if status and "Status" in status else None
+            if code in _STORED:
+                outcomes.append(Outcome(item, True))
+            else:
+                outcomes.append(Outcome(item, False, "no response" if code is None else f"status 0x{code:04X}"))
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    return outcomes
+
+
+def next_attempt(item: ClaimedDelivery, retry: Retry, now: dt.datetime | None = None) -> dt.datetime | None:
+    """When to try again, or ``None`` once the item is older than ``max_age_s`` (give up, visibly)."""
+    now = now or utcnow()
+    if (now - item.created_at).total_seconds() >= retry.max_age_s:
+        return None
+    delay = min(retry.max_delay_s, retry.initial_delay_s * 2 ** item.attempts)
+    return now + dt.timedelta(seconds=delay)

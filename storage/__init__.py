@@ -1,0 +1,1 @@
+"""Durable storage: the database (instances, deliveries, audit events) and the data folders."""

@@ -1,0 +1,93 @@
+"""Database tables. Keyed by pseudonymous identifiers only: no names, patient IDs, dates of birth or
+original UIDs are ever stored here (the original files on disk are the only place PHI lives)."""
+from __future__ import annotations
+
+import datetime as dt
+from enum import Enum
+
+from sqlalchemy import DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC: SQLite has no time zones, so every timestamp is stored as naive UTC."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class State(str, Enum):
+    RECEIVED = "received"  # on disk and recorded; waiting for a worker
+    PROCESSING = "processing"  # claimed by a worker (lease)
+    QUEUED = "queued"  # de-identified and masked; deliveries pending
+    DONE = "done"  # every destination confirmed Success
+    FAILED = "failed"  # a delivery gave up (max age); kept, visible, retryable
+    QUARANTINED = "quarantined"  # cannot be released; reason recorded; original kept
+
+
+class Send(str, Enum):
+    PENDING = "pending"
+    SENDING = "sending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Instance(Base):
+    __tablename__ = "storage_instance"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pseudo_uid: Mapped[str] = mapped_column(String(64), index=True)  # SOP Instance UID of the output
+    pseudo_patient_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    calling_ae: Mapped[str] = mapped_column(String(16))
+    called_ae: Mapped[str] = mapped_column(String(16))
+    state: Mapped[State] = mapped_column(String(16), index=True, default=State.RECEIVED)
+    reason: Mapped[str | None] = mapped_column(String(256))
+    original_path: Mapped[str | None] = mapped_column(String(512))  # relative to the data folder
+    output_path: Mapped[str | None] = mapped_column(String(512))
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    original_deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    deliveries: Mapped[list[Delivery]] = relationship(back_populates="instance", order_by="Delivery.id")
+    events: Mapped[list[Event]] = relationship(back_populates="instance", order_by="Event.id")
+
+
+class Delivery(Base):
+    """One instance to one destination: a durable queue entry, deleted never (state DONE instead)."""
+
+    __tablename__ = "storage_delivery"
+    __table_args__ = (UniqueConstraint("instance_id", "destination"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("storage_instance.id"), index=True)
+    destination: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[Send] = mapped_column(String(16), index=True, default=Send.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    last_error: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    done_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    instance: Mapped[Instance] = relationship(back_populates="deliveries")
+
+
+class Event(Base):
+    """Audit trail: every state change of an instance, with a reason that never contains PHI."""
+
+    __tablename__ = "storage_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("storage_instance.id"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    state: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(String(256))
+    node_id: Mapped[str | None] = mapped_column(String(128))
+
+    instance: Mapped[Instance] = relationship(back_populates="events")

@@ -1,0 +1,278 @@
+"""The node's durable state: the inbox of originals, the outbox of masked instances, the per-destination
+delivery queues, quarantine and the audit trail.
+
+Concurrency: every claim is a compare-and-set ``UPDATE ... WHERE state = ...`` checked by its row count,
+which is atomic on SQLite and PostgreSQL alike, so several worker threads and several node processes
+sharing one database never process or send the same item twice at once. A claim carries a lease; an
+expired lease (a crashed node) is taken over.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from digimask.storage.files import move_durable, new_name, write_durable
+from digimask.storage.models import Delivery, Event, Instance, Send, State, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    pseudo_uid: str
+    path: Path
+    calling_ae: str
+    called_ae: str
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    id: int
+    instance_id: int
+    pseudo_uid: str
+    sop_class_uid: str
+    path: Path
+    attempts: int
+    created_at: dt.datetime
+
+
+class Store:
+    def __init__(self, data_dir: Path, sessions: sessionmaker, node_id: str) -> None:
+        self.data_dir = data_dir
+        self.sessions = sessions
+        self.node_id = node_id
+        for sub in ("inbox", "outbox", "quarantine"):
+            (data_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    # -- intake -------------------------------------------------------------------------------------
+    def receive(self, data: bytes, pseudo_uid: str, sop_class_uid: str, calling_ae: str, called_ae: str) -> int:
+        """Persist one received instance (fsync) and record it; only then may the SCP say Success."""
+        rel = Path("inbox") / new_name()
+        write_durable(self.data_dir / rel, data)
+        try:
+            with self.sessions.begin() as s:
+                inst = Instance(pseudo_uid=pseudo_uid, sop_class_uid=sop_class_uid, calling_ae=calling_ae,
+                                called_ae=called_ae, state=State.RECEIVED, original_path=str(rel))
+                s.add(inst)
+                s.flush()
+                self._event(s, inst.id, State.RECEIVED, f"from {calling_ae}")
+                return inst.id
+        except Exception:
+            (self.data_dir / rel).unlink(missing_ok=True)
+            raise
+
+    # -- processing ---------------------------------------------------------------------------------
+    def claim_instance(self, lease_s: float) -> Claimed | None:
+        now = utcnow()
+        with self.sessions() as s:
+            candidates = s.scalars(
+                select(Instance.id).where(or_(
+                    Instance.state == State.RECEIVED,
+                    and_(Instance.state == State.PROCESSING, Instance.lease_until < now),
+                )).order_by(Instance.id).limit(20)
+            ).all()
+            for iid in candidates:
+                taken = s.execute(
+                    update(Instance).where(Instance.id == iid, or_(
+                        Instance.state == State.RECEIVED,
+                        and_(Instance.state == State.PROCESSING, Instance.lease_until < now),
+                    )).values(state=State.PROCESSING, claimed_by=self.node_id,
+                              lease_until=now + dt.timedelta(seconds=lease_s), updated_at=now)
+                ).rowcount
+                s.commit()
+                if taken == 1:
+                    inst = s.get(Instance, iid)
+                    assert inst is not None and inst.original_path is not None
+                    return Claimed(iid, inst.pseudo_uid, self.data_dir / inst.original_path, inst.calling_ae, inst.called_ae)
+        return None
+
+    def processed(self, iid: int, output: bytes, destinations: Iterable[str], *, pseudo_uid: str, sop_class_uid: str,
+                  pseudo_patient_id: str, detail: str = "") -> None:
+        """Store the masked output and queue it for every destination, in one transaction."""
+        rel = Path("outbox") / new_name()
+        write_durable(self.data_dir / rel, output)
+        with self.sessions.begin() as s:
+            inst = s.get(Instance, iid)
+            assert inst is not None
+            inst.state, inst.output_path = State.QUEUED, str(rel)
+            inst.pseudo_uid, inst.sop_class_uid, inst.pseudo_patient_id = pseudo_uid, sop_class_uid, pseudo_patient_id
+            inst.claimed_by = inst.lease_until = None
+            self._event(s, iid, "deidentified+masked", detail or None)
+            for dest in destinations:
+                s.add(Delivery(instance_id=iid, destination=dest))
+            self._event(s, iid, State.QUEUED, ", ".join(destinations))
+
+    def quarantine(self, iid: int, reason: str) -> None:
+        with self.sessions.begin() as s:
+            inst = s.get(Instance, iid)
+            assert inst is not None
+            if inst.original_path and inst.original_path.startswith("inbox/"):
+                new_rel = Path("quarantine") / Path(inst.original_path).name
+                src = self.data_dir / inst.original_path
+                if src.exists():
+                    move_durable(src, self.data_dir / new_rel)
+                inst.original_path = str(new_rel)
+            inst.state, inst.reason = State.QUARANTINED, reason[:256]
+            inst.claimed_by = inst.lease_until = None
+            self._event(s, iid, State.QUARANTINED, reason)
+        log.warning("instance %s (%s) quarantined: %s", iid, _short(inst.pseudo_uid), reason)
+
+    def release(self, iid: int) -> bool:
+        """Send a quarantined instance through the pipeline again (after the administrator's fix)."""
+        with self.sessions.begin() as s:
+            inst = s.get(Instance, iid)
+            if inst is None or inst.state != State.QUARANTINED or not inst.original_path:
+                return False
+            new_rel = Path("inbox") / Path(inst.original_path).name
+            move_durable(self.data_dir / inst.original_path, self.data_dir / new_rel)
+            inst.original_path, inst.state, inst.reason = str(new_rel), State.RECEIVED, None
+            self._event(s, iid, "released", "by administrator")
+        return True
+
+    # -- forwarding ---------------------------------------------------------------------------------
+    def claim_deliveries(self, destination: str, limit: int, lease_s: float) -> list[ClaimedDelivery]:
+        now = utcnow()
+        due = or_(
+            and_(Delivery.state == Send.PENDING, Delivery.next_attempt_at <= now),
+            and_(Delivery.state == Send.SENDING, Delivery.lease_until < now),
+        )
+        out: list[ClaimedDelivery] = []
+        with self.sessions() as s:
+            ids = s.scalars(select(Delivery.id).where(Delivery.destination == destination, due)
+                            .order_by(Delivery.next_attempt_at, Delivery.id).limit(limit)).all()
+            for did in ids:
+                taken = s.execute(update(Delivery).where(Delivery.id == did, due).values(
+                    state=Send.SENDING, claimed_by=self.node_id, lease_until=now + dt.timedelta(seconds=lease_s))).rowcount
+                s.commit()
+                if taken == 1:
+                    d = s.get(Delivery, did)
+                    assert d is not None and d.instance.output_path is not None
+                    out.append(ClaimedDelivery(did, d.instance_id, d.instance.pseudo_uid, d.instance.sop_class_uid,
+                                               self.data_dir / d.instance.output_path, d.attempts, d.created_at))
+        return out
+
+    def delivered(self, did: int, keep_originals_days: float) -> None:
+        with self.sessions.begin() as s:
+            d = s.get(Delivery, did)
+            assert d is not None
+            d.state, d.done_at, d.attempts, d.last_error = Send.DONE, utcnow(), d.attempts + 1, None
+            d.claimed_by = d.lease_until = None
+            inst = d.instance
+            self._event(s, inst.id, "forwarded", d.destination)
+            if all(x.state == Send.DONE for x in inst.deliveries):
+                inst.state = State.DONE
+                self._event(s, inst.id, State.DONE, None)
+                self._delete_files(inst, originals=keep_originals_days <= 0)
+
+    def send_failed(self, did: int, error: str, next_attempt_at: dt.datetime | None) -> None:
+        """Retry at ``next_attempt_at``; ``None`` means the delivery gave up (visible FAILED state)."""
+        with self.sessions.begin() as s:
+            d = s.get(Delivery, did)
+            assert d is not None
+            d.attempts += 1
+            d.last_error = error[:256]
+            d.claimed_by = d.lease_until = None
+            if next_attempt_at is None:
+                d.state = Send.FAILED
+                d.instance.state = State.FAILED
+                self._event(s, d.instance_id, "delivery failed", f"{d.destination}: {error}")
+            else:
+                d.state, d.next_attempt_at = Send.PENDING, next_attempt_at
+
+    def retry_failed(self, destination: str | None = None) -> int:
+        """Requeue FAILED deliveries (all, or one destination's) for an immediate new attempt."""
+        with self.sessions.begin() as s:
+            query = select(Delivery).where(Delivery.state == Send.FAILED)
+            if destination:
+                query = query.where(Delivery.destination == destination)
+            rows = s.scalars(query).all()
+            for d in rows:
+                d.state, d.next_attempt_at, d.created_at, d.attempts = Send.PENDING, utcnow(), utcnow(), 0
+                d.instance.state = State.QUEUED
+                self._event(s, d.instance_id, "retry", d.destination)
+            return len(rows)
+
+    # -- recovery and housekeeping ------------------------------------------------------------------
+    def recover(self) -> int:
+        """At start: give back this node's claims and adopt inbox files that have no row (crash between
+        fsync and commit). Returns how many instances were put back in the queue."""
+        n = 0
+        with self.sessions.begin() as s:
+            n += s.execute(update(Instance).where(Instance.state == State.PROCESSING, Instance.claimed_by == self.node_id)
+                           .values(state=State.RECEIVED, claimed_by=None, lease_until=None)).rowcount
+            s.execute(update(Delivery).where(Delivery.state == Send.SENDING, Delivery.claimed_by == self.node_id)
+                      .values(state=Send.PENDING, claimed_by=None, lease_until=None))
+            known = set(s.scalars(select(Instance.original_path).where(Instance.original_path.like("inbox/%"))).all())
+            for path in sorted((self.data_dir / "inbox").glob("*.dcm")):
+                rel = f"inbox/{path.name}"
+                if rel not in known:
+                    inst = Instance(pseudo_uid="", sop_class_uid="", calling_ae="", called_ae="",
+                                    state=State.RECEIVED, original_path=rel)
+                    s.add(inst)
+                    s.flush()
+                    self._event(s, inst.id, State.RECEIVED, "adopted after restart")
+                    n += 1
+        for part in (self.data_dir / "inbox").glob(".*.part"):
+            part.unlink(missing_ok=True)  # never acknowledged: the modality sends it again
+        return n
+
+    def purge_originals(self, keep_days: float) -> int:
+        """Delete originals of instances DONE more than ``keep_days`` ago."""
+        cutoff = utcnow() - dt.timedelta(days=keep_days)
+        with self.sessions.begin() as s:
+            rows = s.scalars(select(Instance).where(Instance.state == State.DONE, Instance.original_deleted_at.is_(None),
+                                                    Instance.updated_at < cutoff)).all()
+            for inst in rows:
+                self._delete_files(inst, originals=True)
+            return len(rows)
+
+    def _delete_files(self, inst: Instance, originals: bool) -> None:
+        if inst.output_path:
+            (self.data_dir / inst.output_path).unlink(missing_ok=True)
+            inst.output_path = None
+        if originals and inst.original_path:
+            (self.data_dir / inst.original_path).unlink(missing_ok=True)
+            inst.original_deleted_at = utcnow()
+
+    def _event(self, s: Session, iid: int, state: str, detail: str | None) -> None:
+        s.add(Event(instance_id=iid, state=str(state.value if isinstance(state, State) else state),
+                    detail=(detail or None) and detail[:256], node_id=self.node_id))
+
+    # -- queries for the CLI ------------------------------------------------------------------------
+    def instances(self, state: State | None = None, limit: int = 100) -> list[Instance]:
+        with self.sessions() as s:
+            q = select(Instance).order_by(Instance.id.desc()).limit(limit)
+            if state is not None:
+                q = q.where(Instance.state == state)
+            return list(s.scalars(q).all())
+
+    def deliveries(self, state: Send | None = None, limit: int = 100) -> list[Delivery]:
+        with self.sessions() as s:
+            q = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
+            if state is not None:
+                q = q.where(Delivery.state == state)
+            return list(s.scalars(q).all())
+
+    def instance(self, iid: int) -> tuple[Instance, list[Event], list[Delivery]] | None:
+        with self.sessions() as s:
+            inst = s.get(Instance, iid)
+            if inst is None:
+                return None
+            return inst, list(inst.events), list(inst.deliveries)
+
+    def counts(self) -> dict[str, int]:
+        from sqlalchemy import func
+
+        with self.sessions() as s:
+            return {str(k): v for k, v in s.execute(select(Instance.state, func.count()).group_by(Instance.state)).all()}
+
+
+def _short(uid: str) -> str:
+    return uid[-12:] if uid else "?"
