@@ -26,7 +26,7 @@ def build_corpus(root: Path, photos: dict[str, np.ndarray]) -> Path:
     return root
 
 
-def run_command(argv: list[str]) -> int:
+def _run_command(argv: list[str]) -> int:
     from digimask.commands.evaluate import register
 
     parser = argparse.ArgumentParser()
@@ -36,10 +36,21 @@ def run_command(argv: list[str]) -> int:
 
 
 @pytest.fixture(scope="session")
+def run_command():
+    """Run ``digimask evaluate ...`` through the command module; returns its exit code."""
+    return _run_command
+
+
+@pytest.fixture(scope="session")
+def masker_specs() -> list[str]:
+    return list(MASKERS)
+
+
+@pytest.fixture(scope="session")
 def evaluated(tmp_path_factory, astronaut, grace_hopper) -> tuple[Path, dict]:
     """(report folder, results.json) of ``digimask evaluate`` on the small corpus."""
     root = tmp_path_factory.mktemp("eval")
     corpus = build_corpus(root / "corpus", {"astronaut": astronaut, "hopper": grace_hopper})
     out = root / "report"
-    assert run_command(["evaluate", str(corpus), "-o", str(out), "--no-progress", "--maskers", *MASKERS]) == 0
+    assert _run_command(["evaluate", str(corpus), "-o", str(out), "--no-progress", "--maskers", *MASKERS]) == 0
     return out, json.loads((out / "results.json").read_text())

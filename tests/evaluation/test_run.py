@@ -7,16 +7,14 @@ import pytest
 
 from digimask.evaluation.run import available_maskers, build_masker
 
-from .conftest import MASKERS, run_command
-
 REQUIRED = ("rank1_mask_to_original", "rank1_mask_to_mask", "verification_rate", "auc", "chance_rank1",
             "n_images", "n_failed", "measurements")
 
 
-def test_every_masker_reports_the_required_numbers(evaluated):
+def test_every_masker_reports_the_required_numbers(evaluated, masker_specs):
     _, results = evaluated
     assert results["corpus"]["n_images"] == 6 and results["corpus"]["n_identities"] == 2
-    assert list(results["maskers"]) == MASKERS
+    assert list(results["maskers"]) == masker_specs
     for r in results["maskers"].values():
         assert all(key in r for key in REQUIRED)
         assert r["n_images"] == 6
@@ -68,7 +66,7 @@ def test_masker_specs():
     assert {"original", "blank", "eye_bar", "eye_crop"} <= set(available_maskers())
 
 
-def test_bad_arguments_exit_2(tmp_path, evaluated):
+def test_bad_arguments_exit_2(tmp_path, evaluated, run_command):
     assert run_command(["evaluate", str(tmp_path), "-o", str(tmp_path / "r")]) == 2  # empty corpus
     corpus = evaluated[0].parent / "corpus"
     assert run_command(["evaluate", str(corpus), "-o", str(tmp_path / "r"), "--maskers", "nope"]) == 2
