@@ -1,5 +1,5 @@
 """Comparator maskers that exist only for evaluation: the original (upper bound of what survives), a black
-bar over the eyes, and a crop to the eye region (the "cropping" comparator of Yang et al. 2024).
+bar over the eyes, and a crop to the eye region (the "cropping" comparator of Yang et al., Nat Med 2022).
 
 They follow ``digimask.pipeline.pixels.PixelMasker`` and keep the image's size: the crop blacks out
 everything outside the eye region rather than changing the geometry, so the original's coordinates still

@@ -37,6 +37,9 @@ DEFAULT_MASKERS = (
     "eye_crop",
     "blank",
 )
+# The issue's acceptance targets for a de-identifying masker that keeps the clinical signs.
+TARGET_MAX_VERIFICATION_RATE = 0.01
+TARGET_MAX_ERROR = {"mrd1_mm": 0.5, "mrd2_mm": 0.5, "gaze_h_deg": 2.0, "gaze_v_deg": 2.0}  # median abs error
 ATTACKS = {  # name -> (periocular?, attacker masks the gallery too?)
     "mask_to_original": (False, False),
     "mask_to_mask": (False, True),
@@ -139,7 +142,29 @@ class MaskerResult:
             "fidelity": fid,
             "attacks": {name: a.result.to_dict() for name, a in self.attacks.items()},
             "failures": self.failures,
+            "targets": self.targets(),
         }
+
+    def targets(self) -> dict[str, bool | None]:
+        """Which acceptance targets this masker meets (None: not measured). Rank-1 is "at chance" when it
+        is within the upper 95% bound of an attacker who guesses (normal approximation)."""
+        out: dict[str, bool | None] = {}
+        for name in ("mask_to_original", "mask_to_mask"):
+            r = self.attacks[name].result
+            out[f"rank1_{name}_at_chance"] = (
+                None if not r.n_probes else r.rank1 <= chance_upper_bound(r.chance_rank1, r.n_probes)
+            )
+        vr = self.attacks["mask_to_original"].result.verification_rate
+        out["verification_rate_at_most_1pct"] = None if np.isnan(vr) else bool(vr <= TARGET_MAX_VERIFICATION_RATE)
+        for m, limit in TARGET_MAX_ERROR.items():
+            s = self.fidelity.measurements[m] if self.fidelity else None
+            out[f"{m}_median_error_within_{limit:g}"] = None if not s or not s.n else s.median_abs_error <= limit
+        return out
+
+
+def chance_upper_bound(chance: float, n: int) -> float:
+    """Upper end of the 95% range of the rank-1 rate of an attacker who guesses, over ``n`` probes."""
+    return chance + 1.96 * float(np.sqrt(chance * (1 - chance) / n))
 
 
 @dataclass

@@ -5,7 +5,7 @@ import importlib.util
 
 import pytest
 
-from digimask.evaluation.run import available_maskers, build_masker
+from digimask.evaluation.run import available_maskers, build_masker, chance_upper_bound
 
 REQUIRED = ("rank1_mask_to_original", "rank1_mask_to_mask", "verification_rate", "auc", "chance_rank1",
             "n_images", "n_failed", "measurements")
@@ -71,3 +71,16 @@ def test_bad_arguments_exit_2(tmp_path, evaluated, run_command):
     corpus = evaluated[0].parent / "corpus"
     assert run_command(["evaluate", str(corpus), "-o", str(tmp_path / "r"), "--maskers", "nope"]) == 2
     assert run_command(["evaluate", str(corpus), "-o", str(tmp_path / "r"), "--maskers", "blur:x"]) == 2
+
+
+def test_targets(evaluated):
+    original, blank = (evaluated[1]["maskers"][m]["targets"] for m in ("original", "blank"))
+    assert original["rank1_mask_to_original_at_chance"] is False
+    assert original["verification_rate_at_most_1pct"] is False
+    assert blank["rank1_mask_to_original_at_chance"] is True and blank["rank1_mask_to_mask_at_chance"] is True
+    assert blank["verification_rate_at_most_1pct"] is True  # a black chip is far from every face
+
+
+def test_chance_upper_bound():
+    assert chance_upper_bound(0.5, 100) == pytest.approx(0.5 + 1.96 * 0.05)
+    assert chance_upper_bound(0.04, 1) > chance_upper_bound(0.04, 100) > 0.04
