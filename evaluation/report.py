@@ -163,7 +163,8 @@ def _contact_sheet(evaluation: Evaluation, path: Path) -> str:
     """Rows: one photo per identity; columns: the original, then each masker's output, all cut to the
     region around the face."""
     rows = sorted(evaluation.originals)
-    boxes = {s.index: _around(s.face.box, s.image.shape) for s in evaluation.subjects if s.index in rows}
+    boxes = {s.index: _around(s.face_box, evaluation.originals[s.index].shape)
+             for s in evaluation.subjects if s.index in rows}
     columns = ["original photo", *evaluation.maskers]
     label_h = 18
     sheet = Image.new("RGB", (THUMB * len(columns), label_h + THUMB * max(1, len(rows))), "white")

@@ -89,8 +89,7 @@ class Subject:
 
     index: int
     identity: str
-    image: np.ndarray
-    face: Face
+    face_box: tuple[int, int, int, int]
     box: tuple[int, int, int, int]  # periocular region
     measured: dict[str, float] | None  # None: the analysis stage could not measure the original
 
@@ -201,37 +200,41 @@ def evaluate(
     sheet_rows: int = 6,
     progress: bool = True,
 ) -> Evaluation:
-    """Mask every usable photo with every masker, attack the results and measure them."""
+    """Mask every usable photo with every masker, attack the results and measure them. One photo is in
+    memory at a time (plus the contact sheet's)."""
     recognizer = recognizer or DlibResNet()
     maskers = {spec: build_masker(spec) for spec in masker_specs}
-    bar = tqdm(total=len(entries) * (1 + len(maskers)), disable=not progress, unit="img")
-    subjects, skipped = [], Counter()
+    runs = {spec: MaskerRun(spec, bool(getattr(m, "cleans_recognizable_features", False)))
+            for spec, m in maskers.items()}
+    subjects: list[Subject] = []
+    skipped: Counter = Counter()
     gallery_full, gallery_peri = [], []
-    for entry in entries:
-        bar.set_description("originals")
-        subject = _subject(len(subjects), entry, max_side, analyser, skipped)
-        bar.update(1)
-        if subject is None:
-            continue
-        subjects.append(subject)
-        gallery_full.append(recognizer.embed(subject.image, subject.face))
-        gallery_peri.append(recognizer.embed(keep_box(subject.image, subject.box), subject.face))
-    bar.total = len(entries) + len(subjects) * len(maskers)
-    sheet = _sheet_subjects(subjects, sheet_rows)
-
-    runs = {}
-    for spec, masker in maskers.items():
-        bar.set_description(spec)
-        run = MaskerRun(spec, bool(getattr(masker, "cleans_recognizable_features", False)))
-        for subject in subjects:
-            _mask_one(run, masker, subject, recognizer, analyser, keep_sample=subject.index in sheet)
+    originals: dict[int, np.ndarray] = {}
+    steps = 1 + len(maskers)
+    with tqdm(total=len(entries) * steps, disable=not progress, unit="step") as bar:
+        for entry in entries:
+            bar.set_description("original")
+            loaded = _load(entry, max_side, skipped)
             bar.update(1)
-        runs[spec] = run
-    bar.close()
+            if loaded is None:
+                bar.update(steps - 1)
+                continue
+            image, face = loaded
+            subject = Subject(len(subjects), entry.identity, face.box, periocular_box(face.points68, image.shape),
+                              _measure(analyser, image, Counter()) if analyser else None)
+            subjects.append(subject)
+            gallery_full.append(recognizer.embed(image, face))
+            gallery_peri.append(recognizer.embed(keep_box(image, subject.box), face))
+            on_sheet = len(originals) < sheet_rows and all(subjects[i].identity != entry.identity for i in originals)
+            if on_sheet:
+                originals[subject.index] = image
+            for spec, masker in maskers.items():
+                bar.set_description(spec)
+                _mask_one(runs[spec], masker, subject, image, face, recognizer, analyser, keep_sample=on_sheet)
+                bar.update(1)
 
-    originals = _embeddings(subjects, gallery_full, [True] * len(subjects))
-    originals_peri = _embeddings(subjects, gallery_peri, [True] * len(subjects))
-    results = {spec: _score(run, subjects, originals, originals_peri, recognizer, analyser) for spec, run in runs.items()}
+    full = _embeddings(subjects, gallery_full, [True] * len(subjects))
+    peri = _embeddings(subjects, gallery_peri, [True] * len(subjects))
     identities = Counter(s.identity for s in subjects)
     return Evaluation(
         corpus={
@@ -244,9 +247,9 @@ def evaluate(
             "n_originals_not_measured": sum(s.measured is None for s in subjects) if analyser else None,
         },
         recognizer={"name": recognizer.name, "threshold": recognizer.threshold},
-        maskers=results,
+        maskers={spec: _score(run, subjects, full, peri, recognizer, analyser) for spec, run in runs.items()},
         subjects=subjects,
-        originals={s.index: s.image for s in subjects if s.index in sheet},
+        originals=originals,
         samples={spec: run.samples for spec, run in runs.items()},
         meta={
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -256,7 +259,7 @@ def evaluate(
     )
 
 
-def _subject(index: int, entry: Entry, max_side, analyser, skipped: Counter) -> Subject | None:
+def _load(entry: Entry, max_side: int | None, skipped: Counter) -> tuple[np.ndarray, Face] | None:
     try:
         image = read_image(entry.path, max_side)
     except OSError:
@@ -266,24 +269,22 @@ def _subject(index: int, entry: Entry, max_side, analyser, skipped: Counter) -> 
     if face is None:
         skipped["no face found by the recognizer's detector"] += 1
         return None
-    measured = None
-    if analyser is not None:
-        measured = _measure(analyser, image, Counter())
-    return Subject(index, entry.identity, image, face, periocular_box(face.points68, image.shape), measured)
+    return image, face
 
 
-def _mask_one(run: MaskerRun, masker, subject: Subject, recognizer, analyser, keep_sample: bool) -> None:
-    masked = _apply(masker, subject.image, run.failures)
+def _mask_one(run: MaskerRun, masker, subject: Subject, image: np.ndarray, face: Face, recognizer, analyser,
+              keep_sample: bool) -> None:
+    masked = _apply(masker, image, run.failures)
     run.produced.append(masked is not None)
     if masked is None:
         run.measured.append(None)
         return
     if keep_sample:
         run.samples[subject.index] = masked
-    face, detected = locate(masked, subject.face)
+    aligned, detected = locate(masked, face)
     run.detected.append(detected)
-    run.full.append(recognizer.embed(masked, face))
-    run.periocular.append(recognizer.embed(keep_box(masked, subject.box), subject.face))
+    run.full.append(recognizer.embed(masked, aligned))
+    run.periocular.append(recognizer.embed(keep_box(masked, subject.box), face))
     run.measured.append(_measure(analyser, masked, run.failures) if analyser else None)
 
 
@@ -347,14 +348,6 @@ def _embeddings(subjects: Sequence[Subject], vectors: list[np.ndarray], produced
         identities=np.array([s.identity for s in kept]),
         images=np.array([s.index for s in kept], dtype=int),
     )
-
-
-def _sheet_subjects(subjects: Sequence[Subject], rows: int) -> set[int]:
-    """One photo per identity, for the contact sheet."""
-    first: dict[str, int] = {}
-    for s in subjects:
-        first.setdefault(s.identity, s.index)
-    return set(list(first.values())[:rows])
 
 
 def _commit() -> str | None:

