@@ -20,7 +20,9 @@ from .landmarks import (
     eyes_from_facemesh,
     facemesh,
     find_closeup_eyes,
+    REFINE_CROP_FACTORS,
     iris_model,
+    refine_eye,
 )
 from .measure import HeadPose, Measurements, eye_axes, head_pose_from_facemesh, lid_height, measure
 from .pixels import MaskingFailed
@@ -205,7 +207,7 @@ def _analyse_face(image: np.ndarray, spacing: float | None, opts: AnalysisOption
     if not faces:
         raise QualityError("face found but no landmarks (face too small or occluded)")
     points, disagreement = max(faces, key=lambda f: area(_bbox(f[0])))
-    eyes = eyes_from_facemesh(points)
+    eyes = _refined(image, eyes_from_facemesh(points))
     interocular = float(np.linalg.norm(
         (eyes["left"].lateral_canthus + eyes["left"].medial_canthus) / 2
         - (eyes["right"].lateral_canthus + eyes["right"].medial_canthus) / 2
@@ -226,7 +228,7 @@ def _analyse_closeup(image: np.ndarray, spacing: float | None, opts: AnalysisOpt
     ]
     if not found:
         raise QualityError("no face or eye found")
-    eyes = {e.eye.side: e.eye for e in found}
+    eyes = _refined(image, {e.eye.side: e.eye for e in found})
     for eye in eyes.values():
         check_eye_size(eye.width, opts.quality)
     result = measure(eyes, None, spacing, opts.quality.min_open_ratio)
@@ -234,6 +236,18 @@ def _analyse_closeup(image: np.ndarray, spacing: float | None, opts: AnalysisOpt
     h, w = image.shape[:2]
     spread = max(e.consistency for e in found)
     return Analysis("closeup", (w, h), eyes, None, None, result, 0, found[0].side_source, spread)
+
+
+def _refined(image: np.ndarray, eyes: dict[str, EyeLandmarks]) -> dict[str, EyeLandmarks]:
+    """Eye-model landmarks on crops aligned with the eyes' horizontal axis (see ``refine_eye``).
+
+    A first, cheap pass re-centres the crops on the eye model's own canthi; the second averages.
+    """
+    for factors in ((2.3,), REFINE_CROP_FACTORS):
+        u, _ = eye_axes(eyes)
+        angle = float(np.arctan2(u[1], u[0]))
+        eyes = {side: refine_eye(iris_model(), image, eye, angle, factors) for side, eye in eyes.items()}
+    return eyes
 
 
 def _plausible_eye(eye: EyeLandmarks) -> bool:

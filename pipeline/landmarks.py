@@ -42,6 +42,10 @@ FACEMESH_EYES: dict[str, dict[str, list[int] | int]] = {
 IRIS_MODEL_LOWER = list(range(0, 9))
 IRIS_MODEL_UPPER = [0, *range(9, 16), 8]
 IRIS_MODEL_INPUT = 64
+# A mirrored run labels the eye the other way round: these map its points back to the model's labels.
+CONTOUR_MIRROR = [8, 7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9]
+IRIS_MIRROR = [0, 3, 2, 1, 4]  # centre, then limbus points at crop +x, up, -x, down
+REFINE_CROP_FACTORS = (1.9, 2.1, 2.3, 2.5, 2.7)
 CLOSEUP_CROP_FACTOR = 2.3  # square crop side / eye-corner width, as MediaPipe's own eye ROI
 
 
@@ -70,7 +74,7 @@ class EyeLandmarks:
 
         def fx(p: np.ndarray) -> np.ndarray:
             q = np.array(p, dtype=float, copy=True)
-            q[..., 0] = image_width - 1 - q[..., 0]
+            q[..., 0] = image_width - q[..., 0]
             return q
 
         return EyeLandmarks(
@@ -102,7 +106,7 @@ def _mediapipe_dir() -> Path:
 
 
 class FaceMeshBackend:
-    """MediaPipe FaceMesh (static images, iris refinement). Thread-safe: calls are serialised."""
+    """MediaPipe FaceMesh (static images, iris refinement: 478 points). Thread-safe: calls are serialised."""
 
     name = "mediapipe-facemesh"
 
@@ -128,6 +132,7 @@ class FaceMeshBackend:
             pts *= (w, h, w)
             faces.append(pts)
         return faces
+
 
 
 _IRIS_GRAPH = """
@@ -213,51 +218,72 @@ class IrisModel:
         return as_xy(eye), as_xy(iris)
 
     def run(
-        self, image: np.ndarray, centre: np.ndarray, size: float, mirrored: bool
+        self, image: np.ndarray, centre: np.ndarray, size: float, mirrored: bool, angle: float = 0.0
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Eye (71, 2) and iris (5, 2) points in image pixels for the square crop at ``centre``.
+        """Eye (71, 2) and iris (5, 2) points in image pixels for a square crop.
 
-        The model is trained on eyes shown like a patient's right eye (lateral canthus on the image's
-        left); ``mirrored=True`` flips the crop for a left eye and maps the points back.
+        The crop of side ``size`` px at ``centre`` is turned by ``angle`` (radians, the eye's canthal axis
+        from the image's x axis) so the model sees an upright eye. The model is trained on eyes shown like
+        a patient's right eye (lateral canthus on the crop's left); ``mirrored=True`` flips the crop for
+        a left eye. Points come back in image coordinates either way.
         """
-        crop, origin, step = square_crop(image, centre, size, IRIS_MODEL_INPUT)
-        if mirrored:
-            crop = crop[:, ::-1]
+        crop, to_image = eye_crop(image, centre, size, angle, mirrored, IRIS_MODEL_INPUT)
         eye, iris = self._infer(crop)
-        if mirrored:
-            eye[:, 0], iris[:, 0] = 1.0 - eye[:, 0], 1.0 - iris[:, 0]
-        to_px = lambda p: origin + p * IRIS_MODEL_INPUT * step  # noqa: E731
-        return to_px(eye), to_px(iris)
+        return to_image(eye), to_image(iris)
 
-    def eye(self, image: np.ndarray, centre: np.ndarray, size: float, side: Side, mirrored: bool) -> EyeLandmarks:
-        eye, iris = self.run(image, centre, size, mirrored)
-        upper, lower = eye[IRIS_MODEL_UPPER], eye[IRIS_MODEL_LOWER]
-        c, r, rim = _iris_geometry(iris)
-        return EyeLandmarks(side, upper, lower, upper[-1].copy(), upper[0].copy(), c, r, rim)
+    def eye(
+        self, image: np.ndarray, centre: np.ndarray, size: float, side: Side, mirrored: bool, angle: float = 0.0
+    ) -> EyeLandmarks:
+        eye, iris = self.run(image, centre, size, mirrored, angle)
+        return _eye_from_model(eye[:16], iris, side)
 
 
-def square_crop(image: np.ndarray, centre: np.ndarray, size: float, out: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Resample the square of side ``size`` px centred at ``centre`` to ``out`` x ``out`` (edges replicated).
+def _eye_from_model(contour: np.ndarray, iris: np.ndarray, side: Side) -> EyeLandmarks:
+    upper, lower = contour[IRIS_MODEL_UPPER], contour[IRIS_MODEL_LOWER]
+    c, r, rim = _iris_geometry(iris)
+    return EyeLandmarks(side, upper, lower, upper[-1].copy(), upper[0].copy(), c, r, rim)
 
-    Returns the crop, the image position of the crop's top-left corner, and image px per crop px.
+
+def eye_crop(
+    image: np.ndarray, centre: np.ndarray, size: float, angle: float, mirrored: bool, out: int
+):
+    """Resample a square (side ``size`` px, turned by ``angle``, optionally mirrored) to ``out`` x ``out``.
+
+    Pixel coordinates are continuous (a pixel's centre at +0.5). Outside the image, edge pixels are
+    repeated. Returns the crop and a function mapping normalised crop points (N, 2) to image pixels.
     """
     from PIL import Image
 
+    centre = np.asarray(centre, dtype=float)
+    ex = np.array([np.cos(angle), np.sin(angle)])
+    ey = np.array([-ex[1], ex[0]])
+    if mirrored:
+        ex = -ex
     step = float(size) / out
-    origin = np.asarray(centre, dtype=float) - size / 2.0
+    half = size / 2.0 * (abs(ex).sum())  # half-extent of the turned square's bounding box
+    x0, y0 = int(np.floor(centre[0] - half)) - 2, int(np.floor(centre[1] - half)) - 2
+    x1, y1 = int(np.ceil(centre[0] + half)) + 2, int(np.ceil(centre[1] + half)) + 2
     h, w = image.shape[:2]
-    pad = int(np.ceil(size)) + 2
-    x0, y0 = origin
-    # Pad by edge replication only as much as the square leaves the image.
-    left, top = max(0, -int(np.floor(x0))), max(0, -int(np.floor(y0)))
-    right, bottom = max(0, int(np.ceil(x0 + size)) - w + 1), max(0, int(np.ceil(y0 + size)) - h + 1)
-    src = image
-    if left or top or right or bottom:
-        src = np.pad(image, ((min(top, pad), min(bottom, pad)), (min(left, pad), min(right, pad)), (0, 0)), mode="edge")
-        x0, y0 = x0 + min(left, pad), y0 + min(top, pad)
-    box = (x0, y0, x0 + size, y0 + size)
-    crop = Image.fromarray(src).resize((out, out), Image.BILINEAR, box=box, reducing_gap=None)
-    return np.asarray(crop), origin, step
+    region = image[max(0, y0):max(0, min(h, y1)), max(0, x0):max(0, min(w, x1))]
+    if region.size == 0:
+        region = np.zeros((1, 1, 3), dtype=np.uint8)
+    pads = ((max(0, -y0), max(0, y1 - max(h, y0))), (max(0, -x0), max(0, x1 - max(w, x0))), (0, 0))
+    region = np.pad(region, pads, mode="edge")[: y1 - y0, : x1 - x0]
+    src = Image.fromarray(np.ascontiguousarray(region))
+    k = max(1, int(step))  # box-filter first so a large crop does not alias
+    if k > 1:
+        src = src.reduce(k)
+    origin = centre - (ex + ey) * size / 2.0  # image position of the crop's (0, 0) corner
+    o = (origin - (x0, y0)) / k
+    a, d = ex * step / k
+    b, e = ey * step / k
+    crop = src.transform((out, out), Image.AFFINE, (a, b, o[0], d, e, o[1]), Image.BILINEAR)
+
+    def to_image(points: np.ndarray) -> np.ndarray:
+        p = np.asarray(points, dtype=float) * size
+        return origin + p[:, :1] * ex + p[:, 1:2] * ey
+
+    return np.asarray(crop), to_image
 
 
 class FaceAlignmentBackend:
@@ -348,11 +374,37 @@ def closeup_consistency(model: IrisModel, image: np.ndarray, centre: np.ndarray,
         eye, iris = model.run(image, centre, size * factor, mirror)
         contour = eye[:16]
         if mirror != mirrored:  # same lid points, canthi and order reversed
-            contour = contour[[8, 7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9]]
+            contour = contour[CONTOUR_MIRROR]
         runs.append(np.vstack([contour, iris[:1]]))
     runs = np.stack(runs)
     width = np.linalg.norm(runs[0, 8] - runs[0, 0])
     return float(np.linalg.norm(runs - runs.mean(axis=0), axis=2).mean() / max(width, 1e-6))
+
+
+def refine_eye(
+    model: IrisModel,
+    image: np.ndarray,
+    eye: EyeLandmarks,
+    angle: float,
+    factors: tuple[float, ...] = REFINE_CROP_FACTORS,
+) -> EyeLandmarks:
+    """The eye model's average over crops (side = factor x eye width), plain and mirrored, turned by ``angle``.
+
+    Averaging both orientations makes the result mirror-symmetric by construction (a flipped image gives
+    the flipped landmarks) and halves the model's scatter.
+    """
+    centre = (eye.lateral_canthus + eye.medial_canthus) / 2.0
+    proper = eye.side == "left"  # the model's own orientation for this eye
+    contours, irises = [], []
+    for factor in factors:
+        for mirrored in (proper, not proper):
+            points, iris = model.run(image, centre, factor * max(eye.width, 4.0), mirrored, angle)
+            contour = points[:16]
+            if mirrored != proper:
+                contour, iris = contour[CONTOUR_MIRROR], iris[IRIS_MIRROR]
+            contours.append(contour)
+            irises.append(iris)
+    return _eye_from_model(np.mean(contours, axis=0), np.mean(irises, axis=0), eye.side)
 
 
 def find_closeup_eyes(
