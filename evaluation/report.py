@@ -179,7 +179,8 @@ def _contact_sheet(evaluation: Evaluation, path: Path) -> str:
                 continue
             thumb = Image.fromarray(image).crop(boxes[index])
             thumb.thumbnail((THUMB, THUMB))
-            sheet.paste(thumb, (c * THUMB, label_h + r * THUMB))
+            sheet.paste(thumb, (c * THUMB + (THUMB - thumb.width) // 2,
+                                label_h + r * THUMB + (THUMB - thumb.height) // 2))
     sheet.save(path)
     return path.name
 

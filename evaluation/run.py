@@ -285,7 +285,8 @@ def _mask_one(run: MaskerRun, masker, subject: Subject, image: np.ndarray, face:
     run.detected.append(detected)
     run.full.append(recognizer.embed(masked, aligned))
     run.periocular.append(recognizer.embed(keep_box(masked, subject.box), face))
-    run.measured.append(_measure(analyser, masked, run.failures) if analyser else None)
+    # only photos whose original was measured are compared: don't measure the others
+    run.measured.append(_measure(analyser, masked, run.failures) if subject.measured is not None else None)
 
 
 def _apply(masker: PixelMasker, image: np.ndarray, failures: Counter) -> np.ndarray | None:
