@@ -1,0 +1,105 @@
+"""Landmark backends on real photos (skimage/matplotlib) and on images drawn here."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digimask.pipeline.landmarks import (
+    FaceAlignmentBackend,
+    EyeLandmarks,
+    eye_crop,
+    eyes_from_facemesh,
+    facemesh,
+    find_closeup_eyes,
+    iris_model,
+    refine_eye,
+)
+
+
+@pytest.fixture(scope="module")
+def astronaut_eyes(astronaut: np.ndarray) -> dict[str, EyeLandmarks]:
+    faces = facemesh().detect(astronaut)
+    assert len(faces) == 1 and faces[0].shape == (478, 3)
+    return eyes_from_facemesh(faces[0])
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+@pytest.mark.parametrize("angle_deg", [0.0, 20.0, -35.0])
+def test_eye_crop_maps_crop_points_back_to_the_image(mirrored: bool, angle_deg: float) -> None:
+    image = np.zeros((120, 160, 3), np.uint8)
+    image[40:44, 90:94] = 255  # a bright square centred at (92, 42) in continuous coordinates
+    crop, to_image = eye_crop(image, np.array([80.0, 50.0]), 60.0, np.radians(angle_deg), mirrored, 64)
+    ys, xs = np.nonzero(crop[:, :, 0] > 60)
+    weights = crop[ys, xs, 0].astype(float)
+    found = np.array([(xs + 0.5) @ weights, (ys + 0.5) @ weights]) / weights.sum() / 64
+    assert to_image(found[None])[0] == pytest.approx([92.0, 42.0], abs=0.6)
+
+
+def test_eye_crop_repeats_edges_outside_the_image() -> None:
+    image = np.full((50, 50, 3), 200, np.uint8)
+    crop, _ = eye_crop(image, np.array([0.0, 0.0]), 80.0, 0.3, False, 64)
+    assert crop.min() == 200
+
+
+def test_iris_model_agrees_with_facemesh(astronaut: np.ndarray, astronaut_eyes: dict[str, EyeLandmarks]) -> None:
+    model = iris_model()
+    for side, eye in astronaut_eyes.items():
+        centre = (eye.lateral_canthus + eye.medial_canthus) / 2
+        found = model.eye(astronaut, centre, 2.3 * eye.width, side, mirrored=side == "left")
+        lids = np.vstack([found.upper_lid, found.lower_lid]) - np.vstack([eye.upper_lid, eye.lower_lid])
+        assert np.linalg.norm(lids, axis=1).mean() < 0.08 * eye.width
+        assert np.linalg.norm(found.iris_center - eye.iris_center) < 0.1 * eye.width
+        assert found.iris_radius == pytest.approx(eye.iris_radius, rel=0.2)
+
+
+def test_refined_eye_is_mirror_symmetric(grace_hopper: np.ndarray) -> None:
+    """Averaging plain and mirrored crops: a flipped image gives the flipped landmarks."""
+    eye = eyes_from_facemesh(facemesh().detect(grace_hopper)[0])["right"]
+    w = grace_hopper.shape[1]
+    direct = refine_eye(iris_model(), grace_hopper, eye, 0.0)
+    # In the mirror the same eye looks like a left eye, and "toward the patient's left" is still +x.
+    mirrored_eye = eye.flipped(w)
+    mirrored_eye = EyeLandmarks("left", *[getattr(mirrored_eye, f) for f in
+                                          ("upper_lid", "lower_lid", "medial_canthus", "lateral_canthus",
+                                           "iris_center", "iris_radius", "iris_rim")])
+    back = refine_eye(iris_model(), np.ascontiguousarray(grace_hopper[:, ::-1]), mirrored_eye, 0.0).flipped(w)
+    assert np.abs(back.upper_lid - direct.upper_lid).max() < 0.3
+    assert np.abs(back.iris_center - direct.iris_center).max() < 0.3
+    assert back.iris_radius == pytest.approx(direct.iris_radius, abs=0.2)
+
+
+def _closeup(image: np.ndarray, eye: EyeLandmarks, size: int = 384) -> tuple[np.ndarray, float, np.ndarray]:
+    """An external-eye close-up cut from a full-face photo: square, ~2.6x the eye width, upscaled."""
+    centre = (eye.lateral_canthus + eye.medial_canthus) / 2
+    half = 1.3 * eye.width
+    x0, y0 = int(centre[0] - half), int(centre[1] - half)
+    crop = image[y0:y0 + int(2 * half), x0:x0 + int(2 * half)]
+    zoom = size / crop.shape[1]
+    big = np.asarray(Image.fromarray(crop).resize((size, size), Image.BICUBIC))
+    return big, zoom, (eye.iris_center - (x0, y0)) * zoom
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_closeup_finds_the_eye_cut_from_a_photo(grace_hopper: np.ndarray, side: str) -> None:
+    eye = eyes_from_facemesh(facemesh().detect(grace_hopper)[0])[side]
+    image, zoom, iris = _closeup(grace_hopper, eye)
+    found = find_closeup_eyes(image, iris_model(), laterality=side)
+    assert len(found) == 1
+    got = found[0]
+    assert got.eye.side == side and got.side_source == "header"
+    assert got.consistency < 0.075
+    assert np.linalg.norm(got.eye.iris_center - iris) < 0.15 * eye.width * zoom
+    assert got.eye.width == pytest.approx(eye.width * zoom, rel=0.25)
+
+
+def test_closeup_search_finds_no_stable_eye_in_a_non_face(astronaut: np.ndarray) -> None:
+    from skimage import data
+
+    for image in (data.coffee(), data.rocket()):
+        assert all(e.consistency > 0.075 for e in find_closeup_eyes(image, iris_model()))
+
+
+def test_face_alignment_backend_names_missing_weights(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="face-alignment weights not found"):
+        FaceAlignmentBackend(tmp_path / "nowhere")

@@ -1,0 +1,139 @@
+"""Measurement geometry on eyes with known landmarks, and head pose on rotated real FaceMesh points."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from digimask.pipeline.landmarks import EyeLandmarks, eyes_from_facemesh, facemesh
+from digimask.pipeline.measure import (
+    EYE_ROTATION_RADIUS_MM,
+    HVID_MM,
+    head_pose_from_facemesh,
+    lid_height,
+    measure,
+    prism_dioptres,
+    scale_from,
+)
+
+
+def drawn_eye(side: str, centre_x: float, iris_dx: float = 0.0, iris_dy: float = 0.0, upper: float = 8.0,
+              lower: float = 10.0, roll_deg: float = 0.0) -> EyeLandmarks:
+    """An eye 60 px wide at y=100, iris radius 12 px (so 1 px = 11.7/24 mm); lids are arcs with apex
+    ``upper``/``lower`` px from the canthal line; everything turned by ``roll_deg`` about (200, 100)."""
+    lateral_x, medial_x = (centre_x - 30, centre_x + 30) if side == "right" else (centre_x + 30, centre_x - 30)
+    xs = np.linspace(lateral_x, medial_x, 9)
+    arc = 1 - ((xs - centre_x) / 30) ** 2
+    up = np.c_[xs, 100 - upper * arc]
+    lo = np.c_[xs, 100 + lower * arc]
+    c = np.array([centre_x + iris_dx, 100 - iris_dy])
+    rim = c + 12 * np.array([[1, 0], [0, -1], [-1, 0], [0, 1]])
+    t = np.radians(roll_deg)
+    rot = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])  # counter-clockwise on screen
+    turn = lambda p: (np.asarray(p) - (200, 100)) @ rot.T + (200, 100)  # noqa: E731
+    return EyeLandmarks(side, turn(up), turn(lo), turn(up[-1]), turn(up[0]), turn(c), 12.0, turn(rim))
+
+
+MM = HVID_MM / 24.0
+
+
+def test_lid_height_interpolates_the_polyline() -> None:
+    lid = np.array([[0.0, 10.0], [10.0, 0.0], [20.0, 10.0]])
+    u, v = np.array([1.0, 0.0]), np.array([0.0, -1.0])
+    assert lid_height(lid, np.array([5.0, 10.0]), u, v) == pytest.approx(5.0)
+    assert np.isnan(lid_height(lid, np.array([30.0, 10.0]), u, v))
+
+
+def test_prism_dioptres() -> None:
+    assert prism_dioptres(45.0) == pytest.approx(100.0)
+    assert prism_dioptres(-5.0) == pytest.approx(-8.749, abs=1e-3)
+
+
+def test_scale_from_hvid_and_from_pixel_spacing() -> None:
+    eyes = {"right": drawn_eye("right", 150), "left": drawn_eye("left", 250)}
+    hvid = scale_from(eyes, None)
+    assert hvid.source == "hvid" and hvid.mm_per_px == pytest.approx(MM)
+    assert 0.04 < hvid.rel_uncertainty < 0.06  # 0.5/11.7 anatomical, 0.5 px on 24 px
+    spacing = scale_from(eyes, 0.2)
+    assert spacing.source == "pixel_spacing" and spacing.mm_per_px == 0.2
+
+
+@pytest.mark.parametrize("roll", [0.0, 12.0, -15.0])
+def test_known_lids_and_iris_are_measured_exactly(roll: float) -> None:
+    eyes = {
+        "right": drawn_eye("right", 150, upper=8, lower=10, roll_deg=roll),
+        "left": drawn_eye("left", 250, upper=14, lower=6, roll_deg=roll),
+    }
+    m = measure(eyes).eyes
+    assert m["right"].mrd1_mm == pytest.approx(8 * MM)
+    assert m["right"].mrd2_mm == pytest.approx(10 * MM)
+    assert m["left"].mrd1_mm == pytest.approx(14 * MM)
+    assert m["left"].fissure_height_mm == pytest.approx(20 * MM)
+    assert m["left"].fissure_width_mm == pytest.approx(60 * MM)
+    assert m["left"].superior_scleral_show_mm == pytest.approx(2 * MM)  # lid 14 px above a 12 px iris
+    assert m["right"].superior_scleral_show_mm == 0.0
+    assert m["right"].gaze_h_deg == pytest.approx(0.0, abs=1e-9)
+
+
+def test_gaze_follows_the_iris_and_binocular_deviation() -> None:
+    # Right eye looks 3 px to the patient's left (image right), left eye 3 px to the patient's right:
+    # the eyes converge (eso), both 3 px = 1.4625 mm from the centre.
+    eyes = {"right": drawn_eye("right", 150, iris_dx=3), "left": drawn_eye("left", 250, iris_dx=-3, iris_dy=2)}
+    result = measure(eyes)
+    expected = np.degrees(np.arcsin(3 * MM / EYE_ROTATION_RADIUS_MM))
+    assert result.eyes["right"].gaze_h_deg == pytest.approx(expected)
+    assert result.eyes["left"].gaze_h_deg == pytest.approx(-expected)
+    assert result.eyes["left"].gaze_v_deg == pytest.approx(np.degrees(np.arcsin(2 * MM / EYE_ROTATION_RADIUS_MM)))
+    assert result.binocular.horizontal_deg == pytest.approx(-2 * expected)
+    assert result.binocular.horizontal_pd == pytest.approx(prism_dioptres(-2 * expected))
+    assert result.binocular.vertical_deg > 0  # left eye higher
+
+
+def test_closed_eye_is_flagged() -> None:
+    m = measure({"right": drawn_eye("right", 150, upper=2, lower=2, iris_dy=0)}).eyes["right"]
+    assert m.closed and m.fissure_height_mm == pytest.approx(4 * MM)
+    assert not measure({"right": drawn_eye("right", 150)}).eyes["right"].closed
+
+
+@pytest.fixture(scope="module")
+def astronaut_mesh(astronaut: np.ndarray) -> np.ndarray:
+    return facemesh().detect(astronaut)[0]
+
+
+def test_facemesh_eye_sides_are_anatomical(astronaut_mesh: np.ndarray) -> None:
+    eyes = eyes_from_facemesh(astronaut_mesh)
+    # Frontal, unmirrored photo: the patient's right eye is on the image's left.
+    assert eyes["right"].iris_center[0] < eyes["left"].iris_center[0]
+    assert eyes["right"].lateral_canthus[0] < eyes["right"].medial_canthus[0]
+    assert eyes["left"].medial_canthus[0] < eyes["left"].lateral_canthus[0]
+
+
+@pytest.mark.parametrize(
+    ("yaw", "pitch", "roll", "tol"),
+    [(20.0, 0.0, 0.0, 0.5), (0.0, 15.0, 0.0, 0.5), (0.0, 0.0, -20.0, 0.5), (10.0, -10.0, 10.0, 2.0)],
+)
+def test_head_pose_recovers_a_known_rotation(
+    astronaut_mesh: np.ndarray, yaw: float, pitch: float, roll: float, tol: float
+) -> None:
+    """Turn real FaceMesh points to frontal, then by a known rotation: the estimate is that rotation
+    (exactly for one axis; Euler angles of a combined rotation differ slightly from its parts)."""
+    base = head_pose_from_facemesh(astronaut_mesh)
+    cam = astronaut_mesh * (1.0, -1.0, -1.0)  # to x right, y up, z toward the camera
+    centre = cam.mean(axis=0)
+    cam = (cam - centre) @ base.rotation + centre  # undo the photo's own pose
+
+    def rot(axis: int, deg: float) -> np.ndarray:
+        """Right-handed rotation about one camera axis."""
+        t = np.radians(deg)
+        c, s = np.cos(t), np.sin(t)
+        i, j = {0: (1, 2), 1: (2, 0), 2: (0, 1)}[axis]
+        r = np.eye(3)
+        r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
+        return r
+
+    # yaw about y (nose toward +x), pitch about x (nose up: +y), roll about z (counter-clockwise).
+    r = rot(2, roll) @ rot(0, -pitch) @ rot(1, yaw)
+    turned = (cam - centre) @ r.T + centre
+    pose = head_pose_from_facemesh(turned * (1.0, -1.0, -1.0))
+    assert pose.yaw_deg == pytest.approx(yaw, abs=tol)
+    assert pose.pitch_deg == pytest.approx(pitch, abs=tol)
+    assert pose.roll_deg == pytest.approx(roll, abs=tol)

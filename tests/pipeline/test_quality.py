@@ -1,0 +1,89 @@
+"""Quality gates, alone and through analyse() on real and drawn images."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digimask.pipeline.analyse import AnalysisOptions, Rejected, analyse
+from digimask.pipeline.pixels import MaskingFailed
+from digimask.pipeline.quality import (
+    QualityError,
+    QualityThresholds,
+    check_eyes_open,
+    check_face_count,
+    check_face_size,
+    check_pose,
+)
+
+
+def test_face_count_policy() -> None:
+    with pytest.raises(QualityError, match="no face or eye found"):
+        check_face_count(0, "largest")
+    with pytest.raises(QualityError, match="3 faces found"):
+        check_face_count(3, "reject")
+    check_face_count(3, "largest")
+    check_face_count(1, "reject")
+
+
+def test_pose_size_and_open_eyes() -> None:
+    t = QualityThresholds()
+    check_pose(30.0, -20.0, 10.0, t)
+    with pytest.raises(QualityError, match=r"extreme pose: yaw \+40 deg"):
+        check_pose(40.0, 0.0, 0.0, t)
+    with pytest.raises(QualityError, match="face too small"):
+        check_face_size(20.0, t)
+    check_eyes_open({"right": 0.05, "left": 0.3}, t)  # one closed eye (complete ptosis) is a finding
+    with pytest.raises(QualityError, match="eyes closed"):
+        check_eyes_open({"right": 0.05, "left": float("nan")}, t)
+
+
+def gradient() -> np.ndarray:
+    ramp = np.linspace(0, 255, 400).astype(np.uint8)
+    return np.dstack([np.tile(ramp, (300, 1)), np.tile(ramp[::-1], (300, 1)), np.full((300, 400), 90, np.uint8)])
+
+
+@pytest.mark.parametrize("name", ["coffee", "gradient", "chelsea"])
+def test_non_faces_are_rejected(name: str) -> None:
+    from skimage import data
+
+    image = gradient() if name == "gradient" else getattr(data, name)()
+    with pytest.raises(Rejected, match="no face or eye found") as info:
+        analyse(image)
+    assert isinstance(info.value, MaskingFailed)
+
+
+def side_by_side(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    h = max(a.shape[0], b.shape[0])
+    pad = lambda x: np.pad(x, ((0, h - x.shape[0]), (0, 0), (0, 0)), mode="edge")  # noqa: E731
+    return np.ascontiguousarray(np.hstack([pad(a), pad(b)]))
+
+
+def test_two_faces_reject_or_largest(astronaut: np.ndarray, grace_hopper: np.ndarray) -> None:
+    image = side_by_side(astronaut, grace_hopper)  # grace_hopper's face is the larger one
+    reject = AnalysisOptions(quality=QualityThresholds(multiple_faces="reject"))
+    with pytest.raises(Rejected, match="2 faces found"):
+        analyse(image, options=reject)
+    result = analyse(image)
+    assert result.faces_found == 2
+    assert all(eye.iris_center[0] > astronaut.shape[1] for eye in result.eyes.values())
+
+
+def test_small_face_is_rejected(astronaut: np.ndarray) -> None:
+    small = np.asarray(Image.fromarray(astronaut).resize((256, 256), Image.LANCZOS))
+    with pytest.raises(Rejected, match="face too small"):
+        analyse(small)
+
+
+def test_pose_and_closed_eye_gates_use_the_configured_limits(astronaut: np.ndarray) -> None:
+    tilted = np.asarray(Image.fromarray(astronaut).rotate(25, Image.BICUBIC))
+    with pytest.raises(Rejected, match="extreme pose: roll"):
+        analyse(tilted, options=AnalysisOptions(quality=QualityThresholds(max_roll_deg=15)))
+    assert abs(analyse(tilted).head_pose.roll_deg - 25) < 5
+    with pytest.raises(Rejected, match="eyes closed"):
+        analyse(astronaut, options=AnalysisOptions(quality=QualityThresholds(min_open_ratio=0.9)))
+
+
+def test_unsupported_pixels_are_rejected() -> None:
+    with pytest.raises(Rejected, match="unsupported image"):
+        analyse(np.zeros((10, 10, 3), np.float32))
