@@ -1,0 +1,122 @@
+"""The whole pipeline on one instance: output attributes, validity (dciodvfy), fail-closed masking."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+import dicom_factory as f
+from digimask.config.settings import parse
+from digimask.pipeline import private_block
+from digimask.pipeline.pixels import MaskingFailed, MaskResult
+from digimask.pipeline.process import Processor, Quarantined, read
+from digimask.pipeline.pseudonym import Pseudonymizer
+from peers import dciodvfy_errors, require
+
+
+def settings(masker: str = "blank", on_failure: str = "quarantine", **storage):  # type: ignore[no-untyped-def]
+    return parse({
+        "node": {"allowed_calling_aes": ["STORESCU"]},
+        "deid": {"secret": "k", "options": ["retain_longitudinal_modified_dates"]},
+        "pixels": {"masker": masker, "on_failure": on_failure},
+        "storage": storage,
+        "destinations": [{"name": "PACS", "ae_title": "PACS", "host": "127.0.0.1", "port": 104}],
+        "routes": [{"name": "op", "match": {"modality": ["OP"]}, "destinations": ["PACS"]}],
+    })
+
+
+class Failing:
+    name, cleans_recognizable_features = "failing", True
+
+    def mask(self, image, ds):  # type: ignore[no-untyped-def]
+        raise MaskingFailed("no face found")
+
+
+class Buggy(Failing):
+    def mask(self, image, ds):  # type: ignore[no-untyped-def]
+        raise ZeroDivisionError
+
+
+class PassThrough(Failing):
+    def mask(self, image, ds):  # type: ignore[no-untyped-def]
+        return MaskResult(image.copy())
+
+
+class WithParams(Failing):
+    name = "with_params"
+
+    def mask(self, image, ds):  # type: ignore[no-untyped-def]
+        return MaskResult(255 - image, {"schema": "test.params/1", "gaze": [1.5, -2.0]})
+
+
+@pytest.fixture(scope="module")
+def instances(astronaut, tmp_path_factory) -> list[Path]:
+    return f.write_set(tmp_path_factory.mktemp("dicom"), {"astronaut": astronaut})
+
+
+def test_output_is_a_valid_deidentified_derived_image(instances, tmp_path) -> None:
+    proc = Processor(settings())
+    pseudo = Pseudonymizer(b"k")
+    for path in instances:
+        original = read(path)
+        done = proc.process(original, "STORESCU", "DIGIMASK", route=False)
+        out = done.dataset
+        assert out.ImageType[0] == "DERIVED"
+        src = out.SourceImageSequence[0]
+        assert src.ReferencedSOPInstanceUID == pseudo.uid(original.SOPInstanceUID) != out.SOPInstanceUID
+        assert src.PurposeOfReferenceCodeSequence[0].CodeValue == "121322"
+        codes = {c.CodeValue for c in out.DeidentificationMethodCodeSequence}
+        assert {"113100", "113101", "113102", "113107"} <= codes
+        assert (out.PatientIdentityRemoved, out.BurnedInAnnotation, out.RecognizableVisualFeatures) == ("YES", "NO", "NO")
+        assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID
+        assert not np.array_equal(out.pixel_array, original.pixel_array)
+        target = tmp_path / path.name
+        out.save_as(target, enforce_file_format=True)
+        again = pydicom.dcmread(target)
+        assert again.pixel_array.shape == original.pixel_array.shape
+        if path.name.endswith(".vl.dcm"):
+            assert again.LossyImageCompression == "01"  # derived from a lossy source stays marked lossy
+        require("dciodvfy")
+        assert dciodvfy_errors(target) == []
+
+
+def test_comparison_maskers_say_features_remain(instances) -> None:
+    out = Processor(settings("blur")).process(read(instances[0]), route=False).dataset
+    assert out.RecognizableVisualFeatures == "YES"
+    assert not {"113101", "113102"} & {c.CodeValue for c in out.DeidentificationMethodCodeSequence}
+
+
+@pytest.mark.parametrize("masker", [Failing(), Buggy(), PassThrough()])
+def test_masker_failure_never_releases_original_pixels(instances, masker) -> None:
+    with pytest.raises(Quarantined, match="masking failed"):
+        Processor(settings(), masker).process(read(instances[0]), route=False)
+
+
+def test_on_failure_blank_sends_a_blank_image(instances) -> None:
+    done = Processor(settings(on_failure="blank"), Failing()).process(read(instances[0]), route=False)
+    assert done.notes["mask_failure"] == "no face found"
+    assert done.dataset.pixel_array.max() == 0
+
+
+def test_masker_parameters_go_to_the_private_block(instances, tmp_path) -> None:
+    out = Processor(settings(), WithParams()).process(read(instances[0]), route=False).dataset
+    out.save_as(tmp_path / "p.dcm", enforce_file_format=True)
+    schema, masker, params = private_block.read(pydicom.dcmread(tmp_path / "p.dcm"))
+    assert (schema, masker, params["gaze"]) == ("test.params/1", "with_params", [1.5, -2.0])
+    decl = out.PrivateDataElementCharacteristicsSequence[0]
+    assert (decl.PrivateGroupReference, decl.PrivateCreatorReference, decl.BlockIdentifyingInformationStatus) == (0x0071, "DIGIMASK 1.0", "SAFE")
+
+
+def test_routing_and_bad_inputs_are_quarantined_with_reasons(instances, astronaut, tmp_path) -> None:
+    proc = Processor(settings(max_pixels=300_000))
+    assert proc.process(read(instances[0])).destinations == ["PACS"]  # OP matches the route
+    with pytest.raises(Quarantined, match="no routing rule matched"):
+        proc.process(read(instances[1]))  # VL photographic is XC: no rule
+    bad = f.bad_inputs(tmp_path, astronaut[:64, :64])
+    expected = {"truncated": "malformed|cannot decode|no pixel data", "no_pixel_data": "no pixel data", "wrong_sop_class": "unsupported SOP class",
+                "ten_thousand_rows": "too large", "pixel_length_mismatch": "cannot decode"}
+    for name, path in bad.items():
+        with pytest.raises(Quarantined, match=expected[name]):
+            proc.process(read(path), route=False)
