@@ -118,23 +118,29 @@ class Fidelity:
         return d
 
 
-def compare(reference: Sequence[Flat], masked: Sequence[Flat | None], produced: Sequence[bool]) -> Fidelity:
+def compare(
+    reference: Sequence[Flat],
+    masked: Sequence[Flat | None],
+    produced: Sequence[bool],
+    names: Sequence[str] = MEASUREMENTS,
+) -> Fidelity:
     """Compare measurements on masked images with their originals'. ``masked[i]`` is None where the
     masker could not produce the image (``produced[i]`` False) or the masked image could not be
-    measured."""
+    measured. ``names`` are the measurements compared (per-eye ones pooled over both eyes); the
+    clinical categories are rated when their measurements are among them."""
     if not len(reference) == len(masked) == len(produced):
         raise ValueError("reference, masked and produced differ in length")
-    pairs: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in MEASUREMENTS}
+    pairs: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in names}
     lids: tuple[list[str], list[str]] = ([], [])
     gaze: tuple[list[str], list[str]] = ([], [])
     for ref, test in zip(reference, masked):
         if test is None:
             continue
         for key, value in ref.items():
-            if key in test:
-                ref_list, test_list = pairs[key.rpartition(".")[2]]
-                ref_list.append(value)
-                test_list.append(test[key])
+            name = key.rpartition(".")[2]
+            if key in test and name in pairs:
+                pairs[name][0].append(value)
+                pairs[name][1].append(test[key])
         for side in SIDES:
             if f"{side}.mrd1_mm" in ref and f"{side}.mrd1_mm" in test:
                 lids[0].append(lid_category(ref[f"{side}.mrd1_mm"]))
@@ -152,7 +158,11 @@ def compare(reference: Sequence[Flat], masked: Sequence[Flat | None], produced: 
             p95_abs_error=float(np.percentile(err, 95)) if err.size else float("nan"),
             bland_altman=bland_altman(ref_values, test_values),
         )
-    categories = {"lid": lids, "gaze": gaze}
+    categories = {
+        category: ratings
+        for category, ratings, needs in (("lid", lids, "mrd1_mm"), ("gaze", gaze, "gaze_h_deg"))
+        if needs in names
+    }
     return Fidelity(
         n_images=len(reference),
         n_not_produced=sum(not p for p in produced),

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from digimask.evaluation.attacks import roc_curve
-from digimask.evaluation.run import ATTACKS, Evaluation, MaskerResult
+from digimask.evaluation.run import ATTACKS, INDEPENDENT, Evaluation, MaskerResult
 
 PLOTTED = ("mrd1_mm", "mrd2_mm", "fissure_height_mm", "gaze_h_deg", "gaze_v_deg", "yaw_deg")
 TABLED = ("mrd1_mm", "mrd2_mm", "fissure_height_mm", "fissure_width_mm", "gaze_h_deg", "gaze_v_deg",
@@ -95,6 +95,20 @@ def markdown(evaluation: Evaluation, pictures: dict) -> str:
                 cells.append(f"{_num(ba.bias)} [{_num(ba.loa_low)}, {_num(ba.loa_high)}]" if ba.n else "–")
             lines.append(f"| {spec} | " + " | ".join(cells) + " |")
         lines += [""] + [f"![Bland-Altman]({p})" for p in pictures["bland_altman"]] + [""]
+    lines += [
+        "Independent cross-check with landmarks no masker uses (dlib 68 points, on photos where the "
+        "attacker's detector found a face): absolute error of each eye's aspect ratio (lid aperture / "
+        "eye width) and of the canthal-line tilt (degrees), median / 95th percentile.",
+        "",
+        "| masker | compared | eye aspect ratio | canthal tilt |",
+        "|---|---|---|---|",
+    ]
+    for spec, r in evaluation.maskers.items():
+        ind = r.independent
+        cells = [f"{_num(ind.measurements[m].median_abs_error, 3)} / {_num(ind.measurements[m].p95_abs_error, 3)}"
+                 if ind.measurements[m].n else "–" for m in INDEPENDENT]
+        lines.append(f"| {spec} | {ind.n_images - ind.n_failed}/{ind.n_images} | " + " | ".join(cells) + " |")
+    lines.append("")
     lines += [
         "## Targets",
         "",

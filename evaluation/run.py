@@ -18,7 +18,7 @@ from digimask.evaluation import fidelity
 from digimask.evaluation.attacks import Attack, DlibResNet, Embeddings, Recognizer, attack, locate
 from digimask.evaluation.baselines import BASELINES
 from digimask.evaluation.corpus import Entry, read_image
-from digimask.evaluation.landmarks import Face, detect_face, keep_box, periocular_box
+from digimask.evaluation.landmarks import Face, detect_face, eye_openings, keep_box, periocular_box
 from digimask.pipeline.pixels import MASKERS, MaskingFailed, PixelMasker, create_masker
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ DEFAULT_MASKERS = (
 # The acceptance targets for a de-identifying masker that keeps the clinical signs.
 TARGET_MAX_VERIFICATION_RATE = 0.01
 TARGET_MAX_ERROR = {"mrd1_mm": 0.5, "mrd2_mm": 0.5, "gaze_h_deg": 2.0, "gaze_v_deg": 2.0}  # median abs error
+INDEPENDENT = ("dlib_eye_aspect", "dlib_canthal_tilt_deg")  # from dlib's landmarks, see landmarks.eye_openings
 ATTACKS = {  # name -> (periocular?, attacker masks the gallery too?)
     "mask_to_original": (False, False),
     "mask_to_mask": (False, True),
@@ -92,6 +93,7 @@ class Subject:
     face_box: tuple[int, int, int, int]
     box: tuple[int, int, int, int]  # periocular region
     measured: dict[str, float] | None  # None: the analysis stage could not measure the original
+    dlib_measured: dict[str, float]
 
 
 @dataclass
@@ -103,6 +105,7 @@ class MaskerRun:
     full: list[np.ndarray] = field(default_factory=list)
     periocular: list[np.ndarray] = field(default_factory=list)
     measured: list[dict[str, float] | None] = field(default_factory=list)
+    dlib_measured: list[dict[str, float] | None] = field(default_factory=list)  # None: no face detected
     failures: Counter = field(default_factory=Counter)  # reason -> count (never PHI)
     samples: dict[int, np.ndarray] = field(default_factory=dict)  # subject index -> masked image
 
@@ -116,6 +119,7 @@ class MaskerResult:
     face_detected_rate: float
     attacks: dict[str, Attack]
     fidelity: fidelity.Fidelity | None
+    independent: fidelity.Fidelity  # lid aperture and canthal tilt from dlib's landmarks
     failures: dict[str, int]
 
     def to_dict(self) -> dict:
@@ -139,6 +143,7 @@ class MaskerResult:
             "cleans_recognizable_features": self.cleans_recognizable_features,
             "measurements": fid["measurements"] if fid else {},
             "fidelity": fid,
+            "independent_check": self.independent.to_dict(),
             "attacks": {name: a.result.to_dict() for name, a in self.attacks.items()},
             "failures": self.failures,
             "targets": self.targets(),
@@ -221,7 +226,8 @@ def evaluate(
                 continue
             image, face = loaded
             subject = Subject(len(subjects), entry.identity, face.box, periocular_box(face.points68, image.shape),
-                              _measure(analyser, image, Counter()) if analyser else None)
+                              _measure(analyser, image, Counter()) if analyser else None,
+                              eye_openings(face.points68))
             subjects.append(subject)
             gallery_full.append(recognizer.embed(image, face))
             gallery_peri.append(recognizer.embed(keep_box(image, subject.box), face))
@@ -278,11 +284,13 @@ def _mask_one(run: MaskerRun, masker, subject: Subject, image: np.ndarray, face:
     run.produced.append(masked is not None)
     if masked is None:
         run.measured.append(None)
+        run.dlib_measured.append(None)
         return
     if keep_sample:
         run.samples[subject.index] = masked
     aligned, detected = locate(masked, face)
     run.detected.append(detected)
+    run.dlib_measured.append(eye_openings(aligned.points68) if detected else None)
     run.full.append(recognizer.embed(masked, aligned))
     run.periocular.append(recognizer.embed(keep_box(masked, subject.box), face))
     # only photos whose original was measured are compared: don't measure the others
@@ -338,6 +346,8 @@ def _score(run: MaskerRun, subjects, originals, originals_peri, recognizer, anal
         face_detected_rate=float(np.mean(run.detected)) if run.detected else float("nan"),
         attacks=attacks,
         fidelity=fid,
+        independent=fidelity.compare([s.dlib_measured for s in subjects], run.dlib_measured, run.produced,
+                                     names=INDEPENDENT),
         failures=dict(run.failures),
     )
 

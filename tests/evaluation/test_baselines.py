@@ -6,7 +6,7 @@ import pytest
 from pydicom.dataset import Dataset
 
 from digimask.evaluation.baselines import BASELINES, EyeBarMasker, EyeCropMasker, OriginalMasker
-from digimask.evaluation.landmarks import EYES, detect_face, periocular_box
+from digimask.evaluation.landmarks import EYES, detect_face, eye_openings, periocular_box
 from digimask.pipeline.pixels import MaskingFailed
 
 
@@ -44,3 +44,15 @@ def test_eye_crop_keeps_the_eye_region_only(astronaut, face):
 def test_no_face_is_a_masking_failure(name):
     with pytest.raises(MaskingFailed):
         BASELINES[name]().mask(np.full((200, 200, 3), 127, np.uint8), Dataset())
+
+
+def test_eye_openings_hand_computed_and_on_a_real_face(face):
+    points = np.zeros((68, 2))
+    # right eye: corners 4 apart, lid-to-lid heights 1 and 2 -> (1 + 2) / (2 * 4)
+    points[36:42] = [(0, 0), (1, -0.5), (3, -1), (4, 0), (3, 1), (1, 0.5)]
+    points[42:48] = [(10, 0), (11, -1), (13, -1), (14, 4), (13, 1), (11, 1)]
+    got = eye_openings(points)
+    assert got["right.dlib_eye_aspect"] == pytest.approx(3 / 8)
+    assert got["dlib_canthal_tilt_deg"] == pytest.approx(np.degrees(np.arctan2(4, 14)))
+    real = eye_openings(face.points68)
+    assert 0.15 < real["right.dlib_eye_aspect"] < 0.45 and 0.15 < real["left.dlib_eye_aspect"] < 0.45

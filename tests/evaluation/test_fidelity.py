@@ -67,3 +67,11 @@ def test_compare_pools_eyes_and_counts_failures():
     assert fid.category_agreement["lid"] == 1.0 and fid.kappa["lid"] == 1.0
     assert math.isnan(fid.kappa["gaze"])  # all primary on both sides: undefined
     assert fid.to_dict()["n_failed"] == 2 and "pairs" not in fid.to_dict()
+
+
+def test_compare_restricted_to_named_measurements_rates_no_categories():
+    ref = [{"right.dlib_eye_aspect": 0.30, "left.dlib_eye_aspect": 0.28, "right.mrd1_mm": 4.0}]
+    test = [{"right.dlib_eye_aspect": 0.25, "left.dlib_eye_aspect": 0.28, "right.mrd1_mm": 1.0}]
+    fid = compare(ref, test, [True], names=("dlib_eye_aspect",))
+    assert list(fid.measurements) == ["dlib_eye_aspect"] and fid.kappa == {}
+    assert fid.measurements["dlib_eye_aspect"].median_abs_error == pytest.approx(0.025)

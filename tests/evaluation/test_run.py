@@ -39,6 +39,13 @@ def test_a_blank_image_is_at_chance(evaluated):
     assert r["verification_rate"] == r["false_match_rate"]
 
 
+def test_independent_check_is_exact_for_the_original_and_impossible_on_blank(evaluated):
+    original, blank = (evaluated[1]["maskers"][m]["independent_check"] for m in ("original", "blank"))
+    assert original["n_failed"] == 0 and original["measurements"]["dlib_eye_aspect"]["n"] == 12
+    assert original["measurements"]["dlib_eye_aspect"]["p95_abs_error"] == 0.0
+    assert blank["n_failed"] == blank["n_images"] == 6
+
+
 def test_eye_crop_is_produced_for_every_photo(evaluated):
     r = evaluated[1]["maskers"]["eye_crop"]
     assert r["n_not_produced"] == 0 and r["face_detected_rate"] == 0.0
