@@ -33,6 +33,7 @@ DEFAULT_MASKERS = (
     "blur:sigma_fraction=0.01",
     "blur:sigma_fraction=0.02",
     "pixelate:blocks=16",
+    "pixelate:blocks=32",
     "eye_bar",
     "eye_crop",
     "blank",
