@@ -1,0 +1,170 @@
+"""The digital mask: analyse -> fit -> render, with the analysis re-run on the mask to close the loop.
+
+The rendered avatar shares one neutral template with every other mask; only the lid apertures, gaze,
+iris size and head pose follow the patient. Because the clinic measures the mask with the same analysis
+stage, the mask is checked by it: the eye landmarks found on the render are compared with the patient's,
+and the fit's targets are corrected by the difference (a fixed-point iteration that cancels the
+detector's bias on synthetic eyes). The best iteration is kept and its residual error is reported.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from .analyse import Analysis, AnalysisOptions, analyse
+from .fit import fit
+from .landmarks import EyeLandmarks
+from .measure import EYE_ROTATION_RADIUS_MM, eye_axes
+from .params import AvatarParams
+from .pixels import MaskingFailed, MaskResult
+from .render import render
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """Largest differences between the mask's measurements and the patient's (mm, degrees)."""
+
+    mrd_mm: float
+    gaze_deg: float
+
+    def score(self) -> float:
+        """1.0 at the acceptance limits (0.5 mm, 2 degrees)."""
+        return max(self.mrd_mm / 0.5, self.gaze_deg / 2.0)
+
+    def to_dict(self) -> dict[str, float]:
+        return {"mrd_mm": round(self.mrd_mm, 3), "gaze_deg": round(self.gaze_deg, 3)}
+
+
+def fidelity(original: Analysis, masked: Analysis) -> Fidelity:
+    """Compare MRD1/MRD2 and gaze of every eye measured on both; a missing eye is infinitely wrong."""
+    mrd, gaze = 0.0, 0.0
+    for side, m in original.measurements.eyes.items():
+        k = masked.measurements.eyes.get(side)
+        if k is None:
+            return Fidelity(float("inf"), float("inf"))
+        mrd = max(mrd, abs(k.mrd1_mm - m.mrd1_mm), abs(k.mrd2_mm - m.mrd2_mm))
+        gaze = max(gaze, abs(k.gaze_h_deg - m.gaze_h_deg), abs(k.gaze_v_deg - m.gaze_v_deg))
+    return Fidelity(float(mrd), float(gaze))
+
+
+def _corrected(target: EyeLandmarks, side: str, patient: Analysis, found: Analysis, gain: float = 0.8) -> EyeLandmarks:
+    """Move the fit's target for one eye by what the analysis measured wrong on the mask.
+
+    Canthi and iris radius move by their landmark error; the iris centre by the gaze error and the lids
+    by the MRD errors, converted to pixels on the mask (so gaze references and scale that the analysis
+    derives elsewhere are accounted for).
+    """
+    pm, fm = patient.measurements.eyes[side], found.measurements.eyes[side]
+    p_eye, f_eye = patient.eyes[side], found.eyes[side]
+    k = found.measurements.scale.mm_per_px
+    u, v = eye_axes(found.eyes)
+    pose = found.head_pose
+    cy, cp = (np.cos(np.radians(pose.yaw_deg)), np.cos(np.radians(pose.pitch_deg))) if pose else (1.0, 1.0)
+
+    def offset_px(angle_deg: float, cos: float) -> float:
+        return EYE_ROTATION_RADIUS_MM * np.sin(np.radians(angle_deg)) * cos / k
+
+    iris = (offset_px(pm.gaze_h_deg, cy) - offset_px(fm.gaze_h_deg, cy)) * u \
+        + (offset_px(pm.gaze_v_deg, cp) - offset_px(fm.gaze_v_deg, cp)) * v
+    lift = iris @ v
+    upper = ((pm.mrd1_mm - fm.mrd1_mm) / k + lift) * v
+    lower = (lift - (pm.mrd2_mm - fm.mrd2_mm) / k) * v
+    return replace(
+        target,
+        upper_lid=np.asarray(target.upper_lid, float) + gain * upper,
+        lower_lid=np.asarray(target.lower_lid, float) + gain * lower,
+        medial_canthus=target.medial_canthus + gain * (p_eye.medial_canthus - f_eye.medial_canthus),
+        lateral_canthus=target.lateral_canthus + gain * (p_eye.lateral_canthus - f_eye.lateral_canthus),
+        iris_center=target.iris_center + gain * iris,
+        iris_radius=float(target.iris_radius + gain * (p_eye.iris_radius - f_eye.iris_radius)),
+    )
+
+
+@dataclass(frozen=True)
+class Masked:
+    pixels: np.ndarray
+    params: AvatarParams
+    analysis: Analysis
+    fidelity: Fidelity | None  # None when the mask could not be measured at all
+    iterations: int
+
+
+def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None,
+               options: AnalysisOptions | None = None, refine: int = 2, backend: str = "moderngl") -> Masked:
+    """Mask one RGB image. Raises ``Rejected``/``MaskingFailed`` when it cannot be masked safely."""
+    patient = analyse(image, pixel_spacing_mm=pixel_spacing_mm, options=options)
+    check_options = replace(options or AnalysisOptions(), mode=patient.mode,
+                            laterality=next(iter(patient.eyes)) if len(patient.eyes) == 1 else None)
+    target = patient
+    best: Masked | None = None
+    for iteration in range(refine + 1):
+        params = fit(target)
+        pixels = render(params, backend)
+        try:
+            found = analyse(pixels, pixel_spacing_mm=pixel_spacing_mm, options=check_options)
+        except MaskingFailed:
+            found = None
+        fid = fidelity(patient, found) if found is not None else None
+        score = fid.score() if fid is not None else float("inf")
+        if best is None or score < (best.fidelity.score() if best.fidelity else float("inf")):
+            best = Masked(pixels, params, patient, fid, iteration)
+        if found is None or score <= 0.5 or iteration == refine or set(found.eyes) != set(patient.eyes):
+            break
+        target = replace(target, eyes={
+            side: _corrected(target.eyes[side], side, patient, found) for side in target.eyes
+        })
+    assert best is not None
+    return best
+
+
+def render_params(params: Mapping[str, Any], backend: str = "moderngl") -> np.ndarray:
+    """Re-create a mask image from stored parameters alone (e.g. the DIGIMASK private block)."""
+    return render(AvatarParams.from_dict(dict(params)), backend)
+
+
+class DigitalMask:
+    """The :class:`~digimask.pipeline.pixels.PixelMasker` that replaces the face with the avatar."""
+
+    name = "digital_mask"
+    cleans_recognizable_features = True
+
+    def __init__(self, refine: int = 2, renderer: str = "moderngl") -> None:
+        self.refine = refine
+        self.renderer = renderer
+
+    def mask(self, image: np.ndarray, ds: Dataset) -> MaskResult:
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise MaskingFailed(f"unsupported pixel data {image.shape} {image.dtype} for the digital mask")
+        rgb = np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image[:, :, :3]
+        try:
+            result = mask_image(rgb, pixel_spacing_mm=_spacing(ds), options=_options(ds), refine=self.refine,
+                                backend=self.renderer)
+        except MaskingFailed:
+            raise
+        except Exception as exc:  # never let an unexpected failure pass the original pixels on
+            raise MaskingFailed(f"digital mask failed: {type(exc).__name__}") from exc
+        pixels = result.pixels
+        if image.ndim == 2:
+            pixels = np.round(pixels @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
+        elif image.shape[2] == 4:
+            pixels = np.dstack([pixels, np.full(image.shape[:2], 255, np.uint8)])
+        notes = {"mode": result.params.mode, "refine_iterations": result.iterations,
+                 "fidelity": result.fidelity.to_dict() if result.fidelity else None}
+        return MaskResult(pixels, result.params.to_dict(), notes)
+
+
+def _spacing(ds: Dataset) -> float | None:
+    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    try:
+        return float(spacing[0]) if spacing else None
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _options(ds: Dataset) -> AnalysisOptions:
+    side = {"R": "right", "L": "left"}.get(str(ds.get("ImageLaterality", "")).upper())
+    return AnalysisOptions(laterality=side)

@@ -1,0 +1,120 @@
+"""Render an avatar from its parameters: scene building plus a small renderer interface.
+
+``build_scene`` turns :class:`~digimask.pipeline.params.AvatarParams` into camera-space textured meshes;
+a :class:`Renderer` rasterises them at the camera's image size. Backends: ``moderngl`` (default: EGL,
+headless, bit-reproducible across processes) and ``pyrender`` (the design's alternative). Each backend
+keeps one GL context per thread, created lazily by the thread that renders and reused.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from . import avatar
+from .params import SIDES, AvatarParams, Eye
+from .pixels import MaskingFailed
+from .template import BACKGROUND_RGB, EYEBALL_RADIUS_MM, eyeball_mesh, load, socket_mesh
+
+LIGHT_DIRECTION = (0.25, 0.35, 1.0)  # camera frame, toward the light
+AMBIENT, DIFFUSE = 0.45, 0.6
+BACKENDS = {"moderngl": "digimask.pipeline.render_moderngl:ModernGLRenderer",
+            "pyrender": "digimask.pipeline.render_pyrender:PyrenderRenderer"}
+
+
+@dataclass(frozen=True)
+class Mesh:
+    vertices: np.ndarray  # (N, 3) float32, camera frame (x right, y up, camera looks down -z)
+    normals: np.ndarray  # (N, 3) float32
+    uv: np.ndarray  # (N, 2) float32, v down the texture image
+    faces: np.ndarray  # (F, 3) int32
+    texture: str  # key into Scene.textures
+
+
+@dataclass(frozen=True)
+class Scene:
+    width: int
+    height: int
+    focal_px: float
+    cx: float
+    cy: float
+    meshes: tuple[Mesh, ...]
+    textures: dict[str, np.ndarray]
+    background: tuple[int, int, int] = BACKGROUND_RGB
+
+    def depth_range(self) -> tuple[float, float]:
+        z = np.concatenate([-m.vertices[:, 2] for m in self.meshes])
+        return max(1.0, 0.5 * float(z.min())), 2.0 * float(z.max()) + 10.0
+
+
+class Renderer(Protocol):
+    name: str
+
+    def render(self, scene: Scene) -> np.ndarray: ...
+
+
+def build_scene(params: AvatarParams) -> Scene:
+    """The posed, lid-deformed template with both eyeballs and sockets, in camera coordinates."""
+    tpl = load()
+    eyes = {side: torch.tensor(params.eyes.get(side, Eye()).as_vector(), dtype=torch.float64) for side in SIDES}
+    h = params.head
+    head = torch.tensor([h.yaw_deg, h.pitch_deg, h.roll_deg, *h.translation_mm], dtype=torch.float64)
+    head_rot = avatar.rotation(head[0], head[1], head[2])
+    with torch.no_grad():
+        face = avatar.to_camera(avatar.deformed_vertices(tpl, eyes), head).numpy()
+        meshes = [Mesh(*_with_normals(face, tpl.faces), tpl.uv, tpl.faces, "skin")]
+        sock_v, sock_f, sock_uv = socket_mesh()
+        for side, eye in tpl.eyes.items():
+            p = eyes[side]
+            center = torch.as_tensor(eye.eyeball_center)
+            dirs, faces, uv = eyeball_mesh(round(float(p[12]), 4))
+            gaze_rot = avatar.rotation(p[10], p[11], torch.zeros(()))
+            d = torch.as_tensor(dirs, dtype=torch.float64) @ gaze_rot.T
+            ball = avatar.to_camera(center + EYEBALL_RADIUS_MM * d, head).numpy()
+            meshes.append(Mesh(ball.astype(np.float32), (d @ head_rot.T).numpy().astype(np.float32), uv, faces, "eye"))
+            sock = avatar.to_camera(center + torch.as_tensor(sock_v, dtype=torch.float64), head).numpy()
+            meshes.append(Mesh(*_with_normals(sock, sock_f), sock_uv, sock_f, "eye"))
+    c = params.camera
+    return Scene(c.width, c.height, c.focal_px, c.cx, c.cy, tuple(meshes),
+                 {"skin": tpl.texture, "eye": tpl.eye_texture})
+
+
+def _with_normals(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    tri = vertices[faces]
+    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    vn = np.zeros_like(vertices)
+    for k in range(3):
+        np.add.at(vn, faces[:, k], fn)
+    vn /= np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
+    return vertices.astype(np.float32), vn.astype(np.float32)
+
+
+_local = threading.local()
+
+
+def get_renderer(backend: str = "moderngl") -> Renderer:
+    """This thread's renderer for ``backend`` (created on first use, then reused)."""
+    cache = _local.__dict__.setdefault("renderers", {})
+    if backend not in cache:
+        try:
+            module, _, attr = BACKENDS[backend].partition(":")
+        except KeyError:
+            raise KeyError(f"unknown renderer {backend!r}; known: {', '.join(BACKENDS)}") from None
+        cache[backend] = getattr(import_module(module), attr)()
+    return cache[backend]
+
+
+def render(params: AvatarParams, backend: str = "moderngl") -> np.ndarray:
+    """The mask image ``(H, W, 3) uint8`` for ``params``; raises ``MaskingFailed`` on a blank frame.
+
+    Mesa renders a uniform frame without error when a context is used from the wrong thread, and an
+    avatar posed outside the frame leaves only background: both are refused.
+    """
+    image = get_renderer(backend).render(build_scene(params))
+    if image.min() == image.max() or not (image != np.array(BACKGROUND_RGB, np.uint8)).any(axis=2).any():
+        raise MaskingFailed(f"the {backend} renderer produced a blank image")
+    return image
