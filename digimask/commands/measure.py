@@ -1,0 +1,226 @@
+"""``digimask measure``: ocular measurements from face and external-eye photographs (images or DICOM)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+MAX_PIXELS = 100_000_000
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "measure",
+        help="measure eyelids, iris and gaze in face or eye photographs",
+        description="Find the face or eye(s) in each image or DICOM file (folders: every image and "
+        "DICOM file inside), measure MRD1/MRD2, fissure height and width, scleral show, gaze, binocular "
+        "deviation and head pose in mm/degrees, and print a table. Exit code 1 if any input was rejected.",
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="IMAGE_OR_DICOM")
+    p.add_argument("--json", type=Path, metavar="OUT.json", help="write a JSON array, one object per input")
+    p.add_argument("--png", type=Path, metavar="DIR", help="write an annotated STEM.png per measured input")
+    p.add_argument("--mode", choices=("auto", "face", "closeup"), default="auto")
+    p.add_argument("--multiple-faces", choices=("largest", "reject"), default="largest")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    image: np.ndarray
+    pixel_spacing_mm: float | None = None
+    laterality: str | None = None  # "right"/"left" from DICOM ImageLaterality
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from digimask.pipeline.analyse import AnalysisOptions, Rejected, analyse
+    from digimask.pipeline.quality import QualityThresholds
+
+    inputs = collect_inputs(args.paths)
+    if not inputs:
+        log.error("no images or DICOM files found in %s", ", ".join(map(str, args.paths)))
+        return 2
+    if args.png:
+        args.png.mkdir(parents=True, exist_ok=True)
+    records = []
+    for path in tqdm(inputs, desc="measure", unit="image", disable=args.no_progress or len(inputs) < 2,
+                     file=sys.stderr):
+        record: dict = {"path": str(path)}
+        try:
+            loaded = load(path)
+            options = AnalysisOptions(
+                mode=args.mode,
+                quality=QualityThresholds(multiple_faces=args.multiple_faces),
+                laterality=loaded.laterality,
+            )
+            result = analyse(loaded.image, pixel_spacing_mm=loaded.pixel_spacing_mm, options=options)
+        except (Rejected, LoadError) as exc:
+            record.update(status="rejected", reason=exc.reason, mode=None, eyes={}, head_pose=None)
+        else:
+            record.update(result.to_dict())
+            if args.png:
+                annotate(loaded.image, result).save(args.png / f"{path.stem}.png")
+        records.append(record)
+    print(format_table(records))
+    if args.json:
+        args.json.write_text(json.dumps(records, indent=2) + "\n")
+    return 1 if any(r["status"] != "ok" for r in records) else 0
+
+
+def collect_inputs(paths: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(p for p in sorted(path.rglob("*")) if p.is_file() and _looks_measurable(p))
+        elif path.exists():
+            found.append(path)
+        else:
+            log.error("not found: %s", path)
+    return found
+
+
+def _looks_measurable(path: Path) -> bool:
+    if path.suffix.lower() in IMAGE_SUFFIXES or path.suffix.lower() == ".dcm":
+        return True
+    with path.open("rb") as f:
+        return f.read(132)[128:132] == b"DICM"
+
+
+class LoadError(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def load(path: Path) -> Loaded:
+    """An RGB image plus, for DICOM, the pixel spacing and image laterality."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as img:
+                return Loaded(np.asarray(img.convert("RGB")))
+        except (OSError, UnidentifiedImageError) as exc:
+            raise LoadError(f"cannot read image ({type(exc).__name__})") from None
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    from digimask.pipeline.decode import decode
+    from digimask.pipeline.pixels import MaskingFailed
+
+    try:
+        ds = pydicom.dcmread(path, force=True)
+        frames = decode(ds, MAX_PIXELS)
+    except (InvalidDicomError, OSError, AttributeError) as exc:
+        raise LoadError(f"cannot read DICOM ({type(exc).__name__})") from None
+    except MaskingFailed as exc:
+        raise LoadError(exc.reason) from None
+    spacing = ds.get("PixelSpacing")
+    pixel_spacing = None
+    if spacing and len(spacing) == 2 and float(spacing[0]) > 0 and float(spacing[1]) > 0:
+        if abs(float(spacing[0]) - float(spacing[1])) > 0.01 * float(spacing[0]):
+            log.warning("%s: non-square pixels %s; using their mean", path.name, list(spacing))
+        pixel_spacing = (float(spacing[0]) + float(spacing[1])) / 2
+    laterality = {"R": "right", "L": "left"}.get(str(ds.get("ImageLaterality", "")).upper())
+    return Loaded(frames.rgb[0], pixel_spacing, laterality)
+
+
+def format_table(records: list[dict]) -> str:
+    head = f"{'input':28} {'status':8} {'mode':7} {'eye':5} {'MRD1':>5} {'MRD2':>5} {'PFH':>5} {'PFW':>5} " \
+           f"{'gaze h/v deg':>12} {'yaw/pitch/roll':>15}"
+    lines = [head, "-" * len(head)]
+    for r in records:
+        name = Path(r["path"]).name[-28:]
+        if r["status"] != "ok":
+            lines.append(f"{name:28} {'rejected':8} {r['reason']}")
+            continue
+        pose = r["head_pose"]
+        pose_text = "/".join(f"{pose[k]:+.0f}" for k in ("yaw_deg", "pitch_deg", "roll_deg")) if pose else "-"
+        for i, (side, e) in enumerate(sorted(r["eyes"].items(), reverse=True)):
+            lead = f"{name:28} {'ok':8} {r['mode']:7}" if i == 0 else " " * 45
+            lines.append(
+                f"{lead} {side:5} {e['mrd1_mm']:5.1f} {e['mrd2_mm']:5.1f} {e['fissure_height_mm']:5.1f} "
+                f"{e['fissure_width_mm']:5.1f} {e['gaze_h_deg']:+5.0f}/{e['gaze_v_deg']:+4.0f}   "
+                f"{pose_text if i == 0 else '':>15}"
+            )
+        if r.get("binocular"):
+            b = r["binocular"]
+            lines.append(f"{'':46} deviation h {b['horizontal_deg']:+.1f} deg ({b['horizontal_pd']:+.0f} PD), "
+                         f"v {b['vertical_deg']:+.1f} deg ({b['vertical_pd']:+.0f} PD)")
+    lines.append("mm: MRD1/MRD2 margin-reflex distances (iris centre), PFH/PFW palpebral fissure height/width")
+    return "\n".join(lines)
+
+
+def annotate(image: np.ndarray, result, width: int = 900) -> "Image.Image":  # noqa: F821
+    """What was measured, for a clinician: the eye region enlarged, with lid margins (upper green, lower
+    blue), canthi and iris centres (magenta), iris circles (yellow) and MRD lines, above the numbers."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from digimask.pipeline.measure import eye_axes, lid_height
+
+    eyes = result.eyes
+    pts = np.vstack([np.vstack([e.upper_lid, e.lower_lid, e.iris_center[None]]) for e in eyes.values()])
+    span = max(e.width for e in eyes.values())
+    lo = np.maximum(pts.min(axis=0) - (0.6 * span, 1.0 * span), 0)
+    hi = np.minimum(pts.max(axis=0) + (0.6 * span, 1.0 * span), (image.shape[1], image.shape[0]))
+    zoom = width / (hi[0] - lo[0])
+    size = (width, max(1, round((hi[1] - lo[1]) * zoom)))
+    crop = Image.fromarray(image).convert("RGB").resize(size, Image.BICUBIC, box=(*lo, *hi))
+    font = ImageFont.load_default(size=18)
+    lines = _summary_lines(result)
+    canvas = Image.new("RGB", (width, size[1] + 24 * len(lines) + 12), (255, 255, 255))
+    canvas.paste(crop, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    xy = lambda p: tuple((np.asarray(p) - lo) * zoom)  # noqa: E731
+    u, v = eye_axes(eyes)
+    for eye in eyes.values():
+        draw.line([xy(p) for p in eye.upper_lid], fill=(0, 220, 0), width=2)
+        draw.line([xy(p) for p in eye.lower_lid], fill=(0, 160, 255), width=2)
+        c, r = eye.iris_center, eye.iris_radius * zoom
+        cx, cy = xy(c)
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=(255, 230, 0), width=2)
+        for p in (eye.medial_canthus, eye.lateral_canthus, c):
+            x, y = xy(p)
+            draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=(255, 0, 255))
+        for lid, colour in ((eye.upper_lid, (0, 220, 0)), (eye.lower_lid, (0, 160, 255))):
+            h = lid_height(lid, c, u, v)
+            if np.isfinite(h):
+                draw.line([xy(c), xy(c + h * v)], fill=colour, width=3)
+        x, y = xy(eye.lateral_canthus)
+        draw.text((x, y - 0.6 * span * zoom), eye.side.upper(), fill=(255, 255, 255), font=font,
+                  stroke_width=2, stroke_fill=(0, 0, 0))
+    for i, line in enumerate(lines):
+        draw.text((8, size[1] + 6 + 24 * i), line, fill=(0, 0, 0), font=font)
+    return canvas
+
+
+def _summary_lines(result) -> list[str]:
+    m = result.measurements
+    lines = []
+    for side, e in m.eyes.items():
+        lines.append(
+            f"{side.upper()}: MRD1 {e.mrd1_mm:.1f}  MRD2 {e.mrd2_mm:.1f}  fissure {e.fissure_height_mm:.1f} x "
+            f"{e.fissure_width_mm:.1f} mm  scleral show {e.superior_scleral_show_mm:.1f}/"
+            f"{e.inferior_scleral_show_mm:.1f} mm  gaze {e.gaze_h_deg:+.0f}/{e.gaze_v_deg:+.0f} deg"
+            + ("  CLOSED" if e.closed else "")
+        )
+    if m.binocular:
+        b = m.binocular
+        lines.append(f"deviation: horizontal {b.horizontal_deg:+.1f} deg ({b.horizontal_pd:+.0f} PD, + = exo), "
+                     f"vertical {b.vertical_deg:+.1f} deg ({b.vertical_pd:+.0f} PD, + = left higher)")
+    if m.head_pose:
+        p = m.head_pose
+        lines.append(f"head pose: yaw {p.yaw_deg:+.0f}  pitch {p.pitch_deg:+.0f}  roll {p.roll_deg:+.0f} deg")
+    lines.append(f"scale {m.scale.mm_per_px:.3f} mm/px from {m.scale.source} (+/-{100 * m.scale.rel_uncertainty:.0f}%); "
+                 f"mode {result.mode}")
+    return lines
