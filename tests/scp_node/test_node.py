@@ -1,0 +1,186 @@
+"""End to end against real peers: DCMTK storescu (modality) -> digimask serve -> Orthanc (PACS)."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from skimage import data as skdata
+
+import dicom_factory as f
+from databases import database
+from digimask.config.settings import load
+from digimask.pipeline.pseudonym import Pseudonymizer
+from digimask.scp_node.node import open_store
+from digimask.storage.models import Send, State
+from peers import NodeProcess, Orthanc, dciodvfy_errors, free_port, node_config, require, storescu, wait_for
+
+pytestmark = pytest.mark.peers
+
+
+@pytest.fixture(autouse=True)
+def _peers() -> None:
+    require("storescu", "echoscu", "Orthanc", "dciodvfy")
+
+
+@pytest.fixture(scope="module")
+def sample(astronaut, grace_hopper, tmp_path_factory) -> list[Path]:
+    """OP 8-bit and VL JPEG instances of two faces and one non-face photograph."""
+    images = {"astronaut": astronaut, "grace_hopper": grace_hopper, "coffee": skdata.coffee()}
+    return f.write_set(tmp_path_factory.mktemp("modality"), images)
+
+
+@pytest.fixture
+def orthanc(tmp_path):  # type: ignore[no-untyped-def]
+    pacs = Orthanc(tmp_path / "orthanc").start()
+    yield pacs
+    pacs.stop()
+
+
+def start_node(tmp_path: Path, orthanc: Orthanc, **kw) -> NodeProcess:  # type: ignore[no-untyped-def]
+    port = free_port()
+    return NodeProcess(node_config(tmp_path / "node", port, {"ORTHANC": orthanc.dicom_port}, **kw), port).start()
+
+
+def arrived(orthanc: Orthanc) -> dict[str, pydicom.Dataset]:
+    """Every instance Orthanc holds, read back over its REST API, by SOP Instance UID."""
+    out = {}
+    for oid in orthanc.instances():
+        ds = pydicom.dcmread(__import__("io").BytesIO(orthanc.file(oid)))
+        out[str(ds.SOPInstanceUID)] = ds
+    return out
+
+
+def wait_arrivals(orthanc: Orthanc, n: int, timeout: float = 120) -> dict[str, pydicom.Dataset]:
+    wait_for(lambda: len(orthanc.instances()) >= n, timeout, f"{n} instances in Orthanc")
+    return arrived(orthanc)
+
+
+def pseudonymizer(node: NodeProcess) -> Pseudonymizer:
+    return Pseudonymizer(load(node.config).deid.key())
+
+
+def test_store_deidentify_mask_and_forward(sample, orthanc, tmp_path) -> None:
+    node = start_node(tmp_path, orthanc)
+    try:
+        result = storescu(node.port, sample)
+        assert result.returncode == 0, result.stderr
+        got = wait_arrivals(orthanc, len(sample))
+    finally:
+        node.kill(signal.SIGTERM)
+    pseudo = pseudonymizer(node)
+    assert len(got) == len(sample)
+    for path in sample:
+        original = pydicom.dcmread(path)
+        out = got[pseudo.derived_uid(original.SOPInstanceUID)]
+        text = "\n".join(str(e.value) for e in out.iterall() if e.VR not in ("OB", "OW", "SQ"))
+        for value in f.phi_values(original):
+            assert value not in text, f"{value!r} from {path.name} reached the PACS"
+        assert not any(e.tag.is_private and e.tag.group == 0x0029 for e in out.iterall())
+        assert out.StudyInstanceUID == pseudo.uid(original.StudyInstanceUID)
+        assert out.SourceImageSequence[0].ReferencedSOPInstanceUID == pseudo.uid(original.SOPInstanceUID)
+        assert (out.PatientIdentityRemoved, out.BurnedInAnnotation, out.RecognizableVisualFeatures) == ("YES", "NO", "NO")
+        assert {"113100", "113101", "113102", "113107", "113108"} <= {c.CodeValue for c in out.DeidentificationMethodCodeSequence}
+        assert out.LongitudinalTemporalInformationModified == "MODIFIED"
+        assert not np.array_equal(out.pixel_array, original.pixel_array)
+        target = tmp_path / f"out-{path.name}"
+        out.save_as(target, enforce_file_format=True)
+        assert dciodvfy_errors(target) == [], path.name
+    # the two instances of one patient share one pseudonymous patient and study
+    a, b = (got[pseudo.derived_uid(pydicom.dcmread(p).SOPInstanceUID)] for p in sample[:2])
+    assert a.PatientID == b.PatientID or pydicom.dcmread(sample[0]).PatientID != pydicom.dcmread(sample[1]).PatientID
+
+
+def test_pacs_down_then_back(sample, orthanc, tmp_path) -> None:
+    orthanc.stop()
+    node = start_node(tmp_path, orthanc)
+    try:
+        assert storescu(node.port, sample[:3]).returncode == 0
+        store = open_store(load(node.config))
+        wait_for(lambda: any(d.attempts >= 1 for d in store.deliveries(Send.PENDING)), 60, "a failed attempt")
+        assert store.counts().get("queued") == 3  # waiting, nothing lost, nothing dropped
+        orthanc.start()
+        wait_arrivals(orthanc, 3, timeout=60)
+        wait_for(lambda: store.counts() == {"done": 3}, 30, "deliveries confirmed")
+    finally:
+        node.kill(signal.SIGTERM)
+
+
+def test_sigkill_mid_batch_loses_nothing(orthanc, astronaut, tmp_path) -> None:
+    files = [f.save(f.op8(f"kill-{i}", astronaut[::2, ::2], i), tmp_path / f"k{i}.dcm") for i in range(40)]
+    node = start_node(tmp_path, orthanc)
+    sender = subprocess.Popen(["storescu", "-v", "-aet", "STORESCU", "-aec", "DIGIMASK", "127.0.0.1", str(node.port),
+                               *map(str, files)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    store = open_store(load(node.config))
+    wait_for(lambda: sum(store.counts().values()) >= 10, 60, "10 instances received")
+    node.kill(signal.SIGKILL)
+    log, _ = sender.communicate(timeout=60)
+    accepted = log.count("Received Store Response (Success)")
+    assert 10 <= accepted < len(files), log[-500:]
+    node.start()  # same configuration, data folder and database
+    try:
+        got = wait_arrivals(orthanc, accepted, timeout=120)
+        pseudo = pseudonymizer(node)
+        for path in files[:accepted]:  # storescu sends in order: the first `accepted` were acknowledged
+            assert pseudo.derived_uid(pydicom.dcmread(path).SOPInstanceUID) in got
+        assert "resuming" in node.log() or store.counts().get("received", 0) == 0
+    finally:
+        node.kill(signal.SIGTERM)
+
+
+def test_bad_input_is_refused_or_quarantined_and_the_node_keeps_serving(orthanc, astronaut, tmp_path) -> None:
+    bad = f.bad_inputs(tmp_path / "bad", astronaut[:64, :64])
+    node = start_node(tmp_path, orthanc)
+    try:
+        for name, path in bad.items():
+            storescu(node.port, [path])  # each alone: a refused file must not stop the others
+        wrong = storescu(node.port, [bad["wrong_sop_class"]])
+        assert wrong.returncode != 0  # CT is not an accepted presentation context
+        intruder = storescu(node.port, [f.save(f.op8("x", astronaut), tmp_path / "x.dcm")], aet="INTRUDER")
+        assert intruder.returncode != 0 and "Calling AE Title Not Recognized" in intruder.stderr + intruder.stdout
+        store = open_store(load(node.config))
+        wait_for(lambda: store.counts().get("received", 0) + store.counts().get("processing", 0) == 0
+                 and sum(store.counts().values()) > 0, 60, "the pipeline to settle")
+        reasons = {i.reason for i in store.instances(State.QUARANTINED)}
+        assert any("no pixel data" in r for r in reasons) and any("cannot decode" in r for r in reasons), reasons
+        good = storescu(node.port, [f.save(f.op8("after", astronaut), tmp_path / "after.dcm")])
+        assert good.returncode == 0
+        echo = subprocess.run(["echoscu", "-aet", "ECHOSCU", "-aec", "DIGIMASK", "127.0.0.1", str(node.port)])
+        assert echo.returncode == 0
+        wait_for(lambda: store.counts().get("done", 0) >= 1, 60, "the good instance forwarded")
+        assert "Traceback" not in node.log()
+    finally:
+        node.kill(signal.SIGTERM)
+
+
+def test_two_nodes_share_postgresql_without_double_forwarding(sample, orthanc, tmp_path) -> None:
+    with database("postgresql", tmp_path) as url:
+        shared = tmp_path / "shared"
+        nodes = []
+        for name in ("a", "b"):
+            port = free_port()
+            config = node_config(tmp_path / name, port, {"ORTHANC": orthanc.dicom_port}, database_url=url, node_id=name)
+            # one data folder and one key for both nodes, as a scale-out deployment shares them
+            config.write_text(config.read_text().replace('data_dir = "data"', f'data_dir = "{shared}"')
+                              .replace('secret_file = "secret.key"', f'secret_file = "{shared}/secret.key"'))
+            nodes.append(NodeProcess(config, port).start())
+        try:
+            for node in nodes:  # the modality sends the same study to both nodes
+                assert storescu(node.port, sample).returncode == 0
+            got = wait_arrivals(orthanc, len(sample))
+            assert len(got) == len(sample)  # same input -> same UIDs on both nodes
+            store = open_store(load(nodes[0].config))
+            wait_for(lambda: store.counts() == {"done": 2 * len(sample)}, 60, "all deliveries confirmed")
+            deliveries = store.deliveries(limit=1000)
+            assert len(deliveries) == 2 * len(sample)
+            assert all(d.attempts == 1 for d in deliveries)  # each queue entry was sent once
+            processed_by = {e.node_id for i in store.instances(limit=100) for e in store.instance(i.id)[1]
+                            if e.state == "deidentified+masked"}
+            assert processed_by <= {"a", "b"}
+        finally:
+            for node in nodes:
+                node.kill(signal.SIGTERM)
