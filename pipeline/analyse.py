@@ -207,7 +207,7 @@ def _analyse_face(image: np.ndarray, spacing: float | None, opts: AnalysisOption
     if not faces:
         raise QualityError("face found but no landmarks (face too small or occluded)")
     points, disagreement = max(faces, key=lambda f: area(_bbox(f[0])))
-    eyes = _refined(image, eyes_from_facemesh(points))
+    eyes = refine_eyes(image, eyes_from_facemesh(points))
     interocular = float(np.linalg.norm(
         (eyes["left"].lateral_canthus + eyes["left"].medial_canthus) / 2
         - (eyes["right"].lateral_canthus + eyes["right"].medial_canthus) / 2
@@ -228,7 +228,7 @@ def _analyse_closeup(image: np.ndarray, spacing: float | None, opts: AnalysisOpt
     ]
     if not found:
         raise QualityError("no face or eye found")
-    eyes = _refined(image, {e.eye.side: e.eye for e in found})
+    eyes = refine_eyes(image, {e.eye.side: e.eye for e in found})
     for eye in eyes.values():
         check_eye_size(eye.width, opts.quality)
     result = measure(eyes, None, spacing, opts.quality.min_open_ratio)
@@ -238,7 +238,7 @@ def _analyse_closeup(image: np.ndarray, spacing: float | None, opts: AnalysisOpt
     return Analysis("closeup", (w, h), eyes, None, None, result, 0, found[0].side_source, spread)
 
 
-def _refined(image: np.ndarray, eyes: dict[str, EyeLandmarks]) -> dict[str, EyeLandmarks]:
+def refine_eyes(image: np.ndarray, eyes: dict[str, EyeLandmarks]) -> dict[str, EyeLandmarks]:
     """Eye-model landmarks on crops aligned with the eyes' horizontal axis (see ``refine_eye``).
 
     A first, cheap pass re-centres the crops on the eye model's own canthi; the second averages.

