@@ -102,6 +102,7 @@ MASKERS: dict[str, Callable[..., PixelMasker] | str] = {
     "blank": BlankMasker,
     "blur": BlurMasker,
     "pixelate": PixelateMasker,
+    "digital_mask": "digimask.pipeline.digital_mask:DigitalMask",
 }
 
 

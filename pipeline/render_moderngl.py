@@ -57,9 +57,10 @@ def projection_matrix(scene: Scene) -> np.ndarray:
 class ModernGLRenderer:
     name = "moderngl"
 
-    def __init__(self) -> None:
+    def __init__(self, samples: int = 4) -> None:
         import moderngl
 
+        self.samples = samples
         self._gl = moderngl
         self.ctx = moderngl.create_standalone_context(backend="egl")
         self.program = self.ctx.program(vertex_shader=_VERTEX, fragment_shader=_FRAGMENT)
@@ -78,12 +79,16 @@ class ModernGLRenderer:
         return self._textures[key][0]
 
     def _framebuffer(self, width: int, height: int):
+        """A multisampled target to draw into and a plain one to resolve it to, per image size."""
         if self._fbo_size != (width, height):
-            if self._fbo is not None:
-                self._fbo.release()
-            self._fbo = self.ctx.framebuffer(
-                color_attachments=[self.ctx.renderbuffer((width, height), 3)],
-                depth_attachment=self.ctx.depth_renderbuffer((width, height)),
+            for fbo in self._fbo or ():
+                fbo.release()
+            self._fbo = (
+                self.ctx.framebuffer(
+                    color_attachments=[self.ctx.renderbuffer((width, height), 3, samples=self.samples)],
+                    depth_attachment=self.ctx.depth_renderbuffer((width, height), samples=self.samples),
+                ),
+                self.ctx.framebuffer(color_attachments=[self.ctx.renderbuffer((width, height), 3)]),
             )
             self._fbo_size = (width, height)
         return self._fbo
@@ -93,7 +98,7 @@ class ModernGLRenderer:
             return self._draw(scene)
 
     def _draw(self, scene: Scene) -> np.ndarray:
-        fbo = self._framebuffer(scene.width, scene.height)
+        fbo, resolved = self._framebuffer(scene.width, scene.height)
         fbo.use()
         self.ctx.enable(self._gl.DEPTH_TEST)
         self.ctx.disable(self._gl.CULL_FACE)
@@ -114,5 +119,6 @@ class ModernGLRenderer:
             vao.release()
             vbo.release()
             ibo.release()
-        raw = fbo.read(components=3, alignment=1)
+        self.ctx.copy_framebuffer(resolved, fbo)
+        raw = resolved.read(components=3, alignment=1)
         return np.frombuffer(raw, np.uint8).reshape(scene.height, scene.width, 3)[::-1].copy()

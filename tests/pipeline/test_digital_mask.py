@@ -1,0 +1,110 @@
+"""The digital mask masker: privacy (a face recogniser no longer matches), fidelity (the analysis stage
+measures the same eyes on the mask), and re-rendering from the stored parameters alone."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset
+
+from digimask.pipeline import private_block
+from digimask.pipeline.analyse import analyse
+from digimask.pipeline.digital_mask import DigitalMask, fidelity, render_params
+from digimask.pipeline.pixels import MaskingFailed, create_masker
+
+SAME_PERSON = 0.6  # dlib ResNet embedding: same person below this distance
+
+
+@pytest.fixture(scope="module")
+def recogniser():
+    """dlib's HOG detector, 5-point aligner and ResNet embedding (model files from face_recognition_models).
+
+    The package's ``__init__`` needs pkg_resources (gone from recent setuptools): locate its files without
+    importing it.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    import dlib
+
+    models = Path(importlib.util.find_spec("face_recognition_models").submodule_search_locations[0]) / "models"
+    return (
+        dlib.get_frontal_face_detector(),
+        dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat")),
+        dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat")),
+    )
+
+
+def _embedding(recogniser, image: np.ndarray, box=None) -> tuple[np.ndarray, object]:
+    import dlib
+
+    detector, shape, model = recogniser
+    if box is None:
+        boxes = detector(image, 1)
+        assert boxes, "no face for the recogniser"
+        box = max(boxes, key=lambda b: b.area())
+    return np.array(model.compute_face_descriptor(image, shape(image, box))), box
+
+
+@pytest.fixture(scope="module")
+def masked(astronaut, grace_hopper):
+    masker = DigitalMask()
+    return {name: (img, masker.mask(img, Dataset())) for name, img in
+            (("astronaut", astronaut), ("grace_hopper", grace_hopper))}
+
+
+def test_registered_as_the_digital_mask():
+    m = create_masker("digital_mask")
+    assert m.name == "digital_mask" and m.cleans_recognizable_features
+
+
+@pytest.mark.parametrize("name", ["astronaut", "grace_hopper"])
+def test_mask_is_not_recognised_as_the_patient(masked, recogniser, name):
+    original, result = masked[name]
+    assert result.pixels.shape == original.shape and result.pixels.dtype == np.uint8
+    ref, box = _embedding(recogniser, original)
+    # The attacker gets the patient's face box even if it would not find a face on the mask itself.
+    emb, _ = _embedding(recogniser, result.pixels, box)
+    assert np.linalg.norm(emb - ref) > SAME_PERSON
+
+
+def test_masks_of_different_people_share_the_template(masked, recogniser):
+    """Two patients' masks are closer to each other than either is to its patient (one neutral face)."""
+    (a, ra), (b, rb) = masked["astronaut"], masked["grace_hopper"]
+    ea, _ = _embedding(recogniser, ra.pixels, _embedding(recogniser, a)[1])
+    eb, _ = _embedding(recogniser, rb.pixels, _embedding(recogniser, b)[1])
+    assert np.linalg.norm(ea - eb) < SAME_PERSON
+
+
+@pytest.mark.parametrize("name", ["astronaut", "grace_hopper"])
+def test_analysis_measures_the_same_eyes_on_the_mask(masked, name):
+    original, result = masked[name]
+    fid = fidelity(analyse(original), analyse(result.pixels))
+    assert fid.mrd_mm <= 0.5, fid
+    assert fid.gaze_deg <= 2.0, fid
+
+
+@pytest.mark.parametrize("name", ["astronaut", "grace_hopper"])
+def test_rerender_from_private_block_equals_the_mask(masked, name):
+    _, result = masked[name]
+    ds = Dataset()
+    private_block.write(ds, result.params["schema"], DigitalMask.name, result.params)
+    schema, masker, params = private_block.read(ds)
+    assert (schema, masker) == ("digimask.params/1", "digital_mask")
+    np.testing.assert_array_equal(render_params(params), result.pixels)
+    json.dumps(result.notes)
+
+
+def test_monochrome_input_gives_monochrome_mask(grace_hopper):
+    grey = np.asarray(grace_hopper.mean(axis=2), dtype=np.uint8)
+    out = DigitalMask(refine=0).mask(grey, Dataset())
+    assert out.pixels.shape == grey.shape and out.pixels.dtype == np.uint8
+    assert np.abs(out.pixels.astype(int) - grey).mean() > 20
+
+
+def test_no_face_is_refused_never_passed_through():
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    with pytest.raises(MaskingFailed):
+        DigitalMask().mask(noise, Dataset())
