@@ -54,6 +54,7 @@ class Embeddings:
     vectors: np.ndarray  # (n, d)
     identities: np.ndarray  # (n,) identity labels
     images: np.ndarray  # (n,) corpus image index: the same index on both sides means the same photo
+    sessions: np.ndarray  # (n,) sitting the photo was taken in (unique per photo where unknown)
 
 
 @dataclass(frozen=True)
@@ -79,14 +80,19 @@ class Attack:
     impostor: np.ndarray  # distances of impostor pairs
 
 
-def attack(probes: Embeddings, gallery: Embeddings, threshold: float, *, leave_one_out: bool) -> Attack:
+def attack(
+    probes: Embeddings, gallery: Embeddings, threshold: float, *, leave_one_out: bool, other_sessions: bool = False
+) -> Attack:
     """Run one attack. With ``leave_one_out`` the gallery entry of the probe's own photo is excluded (it
-    must be when probe and gallery went through the same deterministic masker); probes whose identity
-    then has no gallery entry are skipped."""
+    must be when probe and gallery went through the same deterministic masker); with ``other_sessions``
+    so are all photos of the probe's sitting. Probes whose identity then has no gallery entry are
+    skipped."""
     dist = np.linalg.norm(probes.vectors[:, None, :] - gallery.vectors[None, :, :], axis=2)
     usable = np.ones_like(dist, dtype=bool)
     if leave_one_out:
         usable &= probes.images[:, None] != gallery.images[None, :]
+    if other_sessions:
+        usable &= probes.sessions[:, None] != gallery.sessions[None, :]
     same = probes.identities[:, None] == gallery.identities[None, :]
     hits, chances, genuine, impostor = [], [], [], []
     for i in range(len(dist)):

@@ -1,7 +1,8 @@
 """An evaluation corpus: face photographs labelled with the identity of the person shown.
 
 Either a folder with one sub-folder per identity, or a folder holding ``manifest.csv`` with columns
-``path,identity`` (paths relative to the folder).
+``path,identity`` (paths relative to the folder) and optionally ``session``: photos of one person with
+the same session label were taken at one sitting (frames of one video, say).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ MANIFEST = "manifest.csv"
 class Entry:
     path: Path
     identity: str
+    session: str | None = None
 
 
 class CorpusError(ValueError):
@@ -53,7 +55,8 @@ def _from_manifest(root: Path, manifest: Path) -> list[Entry]:
         rows = list(csv.DictReader(f))
     if rows and not {"path", "identity"} <= set(rows[0]):
         raise CorpusError(f"{manifest} needs the columns path,identity")
-    entries = [Entry(root / row["path"], row["identity"].strip()) for row in rows]
+    entries = [Entry(root / row["path"], row["identity"].strip(), (row.get("session") or "").strip() or None)
+               for row in rows]
     missing = [str(e.path) for e in entries if not e.path.is_file()]
     if missing:
         raise CorpusError(f"{len(missing)} file(s) in {manifest} do not exist, e.g. {missing[0]}")

@@ -47,15 +47,16 @@ def markdown(evaluation: Evaluation, pictures: dict) -> str:
         "Rank-1 identification rate (chance in brackets); verification = genuine pairs accepted at the "
         "threshold (false-match rate of impostor pairs, the chance level, in brackets); AUC chance = 0.5.",
         "",
-        "| masker | rank-1 mask→original | rank-1 mask→mask | rank-1 periocular | rank-1 periocular mask→mask "
-        "| verification | AUC | faces found | not produced |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| masker | rank-1 mask→original | rank-1 mask→mask | rank-1 mask→mask, other sittings "
+        "| rank-1 periocular | rank-1 periocular mask→mask | verification | AUC | faces found | not produced |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for spec, r in evaluation.maskers.items():
         a = {name: r.attacks[name].result for name in ATTACKS}
         m2o = a["mask_to_original"]
         lines.append(
             f"| {spec} | {_rate(a['mask_to_original'])} | {_rate(a['mask_to_mask'])} "
+            f"| {_rate(a['mask_to_mask_other_sessions'])} "
             f"| {_rate(a['periocular_mask_to_original'])} | {_rate(a['periocular_mask_to_mask'])} "
             f"| {_pct(m2o.verification_rate)} ({_pct(m2o.false_match_rate)}) | {_num(m2o.auc, 3)} "
             f"| {_pct(r.face_detected_rate)} | {r.n_not_produced}/{r.n_images} |"
@@ -132,8 +133,9 @@ def markdown(evaluation: Evaluation, pictures: dict) -> str:
 
 def _roc_figure(evaluation: Evaluation, path: Path) -> str:
     plt = _pyplot()
+    shown = ("mask_to_original", "mask_to_mask", "periocular_mask_to_original", "periocular_mask_to_mask")
     fig, axes = plt.subplots(2, 2, figsize=(10, 10))
-    for ax, name in zip(axes.flat, ATTACKS):
+    for ax, name in zip(axes.flat, shown):
         for spec, r in evaluation.maskers.items():
             a = r.attacks[name]
             if len(a.genuine) and len(a.impostor):

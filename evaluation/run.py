@@ -42,11 +42,12 @@ DEFAULT_MASKERS = (
 TARGET_MAX_VERIFICATION_RATE = 0.01
 TARGET_MAX_ERROR = {"mrd1_mm": 0.5, "mrd2_mm": 0.5, "gaze_h_deg": 2.0, "gaze_v_deg": 2.0}  # median abs error
 INDEPENDENT = ("dlib_eye_aspect", "dlib_canthal_tilt_deg")  # from dlib's landmarks, see landmarks.eye_openings
-ATTACKS = {  # name -> (periocular?, attacker masks the gallery too?)
-    "mask_to_original": (False, False),
-    "mask_to_mask": (False, True),
-    "periocular_mask_to_original": (True, False),
-    "periocular_mask_to_mask": (True, True),
+ATTACKS = {  # name -> (periocular?, attacker masks the gallery too?, gallery from other sittings only?)
+    "mask_to_original": (False, False, False),
+    "mask_to_mask": (False, True, False),
+    "mask_to_mask_other_sessions": (False, True, True),
+    "periocular_mask_to_original": (True, False, False),
+    "periocular_mask_to_mask": (True, True, False),
 }
 
 
@@ -91,6 +92,7 @@ class Subject:
 
     index: int
     identity: str
+    session: str  # unique per photo unless the corpus names its sitting
     face_box: tuple[int, int, int, int]
     box: tuple[int, int, int, int]  # periocular region
     measured: dict[str, float] | None  # None: the analysis stage could not measure the original
@@ -130,6 +132,7 @@ class MaskerResult:
         return {
             "rank1_mask_to_original": m2o.rank1,
             "rank1_mask_to_mask": m2m.rank1,
+            "rank1_mask_to_mask_other_sessions": self.attacks["mask_to_mask_other_sessions"].result.rank1,
             "rank1_periocular": self.attacks["periocular_mask_to_original"].result.rank1,
             "rank1_periocular_mask_to_mask": self.attacks["periocular_mask_to_mask"].result.rank1,
             "verification_rate": m2o.verification_rate,
@@ -137,6 +140,7 @@ class MaskerResult:
             "auc": m2o.auc,
             "chance_rank1": m2o.chance_rank1,
             "chance_rank1_mask_to_mask": m2m.chance_rank1,
+            "chance_rank1_mask_to_mask_other_sessions": self.attacks["mask_to_mask_other_sessions"].result.chance_rank1,
             "n_images": self.n_images,
             "n_failed": n_failed,
             "n_not_produced": self.n_not_produced,
@@ -226,7 +230,8 @@ def evaluate(
                 bar.update(steps - 1)
                 continue
             image, face = loaded
-            subject = Subject(len(subjects), entry.identity, face.box, periocular_box(face.points68, image.shape),
+            session = f"{entry.identity}/{entry.session}" if entry.session else f"photo {len(subjects)}"
+            subject = Subject(len(subjects), entry.identity, session, face.box, periocular_box(face.points68, image.shape),
                               _measure(analyser, image, Counter()) if analyser else None,
                               eye_openings(face.points68))
             subjects.append(subject)
@@ -293,7 +298,8 @@ def _mask_one(run: MaskerRun, masker, subject: Subject, image: np.ndarray, face:
     run.detected.append(detected)
     run.dlib_measured.append(eye_openings(aligned.points68) if detected else None)
     run.full.append(recognizer.embed(masked, aligned))
-    run.periocular.append(recognizer.embed(keep_box(masked, subject.box), face))
+    # the eye region where the attacker finds it (on its own detection, else the original's)
+    run.periocular.append(recognizer.embed(keep_box(masked, periocular_box(aligned.points68, masked.shape)), aligned))
     # only photos whose original was measured are compared: don't measure the others
     run.measured.append(_measure(analyser, masked, run.failures) if subject.measured is not None else None)
 
@@ -331,8 +337,8 @@ def _score(run: MaskerRun, subjects, originals, originals_peri, recognizer, anal
     galleries = {False: originals, True: originals_peri}
     attacks = {
         name: attack(probes[peri], probes[peri] if masks_gallery else galleries[peri],
-                     recognizer.threshold, leave_one_out=masks_gallery)
-        for name, (peri, masks_gallery) in ATTACKS.items()
+                     recognizer.threshold, leave_one_out=masks_gallery, other_sessions=other)
+        for name, (peri, masks_gallery, other) in ATTACKS.items()
     }
     fid = None
     if analyser is not None:
@@ -359,6 +365,7 @@ def _embeddings(subjects: Sequence[Subject], vectors: list[np.ndarray], produced
         vectors=np.asarray(vectors, dtype=float).reshape(len(kept), -1),
         identities=np.array([s.identity for s in kept]),
         images=np.array([s.index for s in kept], dtype=int),
+        sessions=np.array([s.session for s in kept]),
     )
 
 

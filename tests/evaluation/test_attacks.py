@@ -8,10 +8,11 @@ from digimask.evaluation.attacks import DlibResNet, Embeddings, attack, locate, 
 from digimask.evaluation.landmarks import detect_face
 
 
-def _emb(vectors, identities, images=None) -> Embeddings:
+def _emb(vectors, identities, images=None, sessions=None) -> Embeddings:
     vectors = np.asarray(vectors, dtype=float)
     images = np.arange(len(vectors)) if images is None else np.asarray(images)
-    return Embeddings(vectors, np.asarray(identities), images)
+    sessions = images.astype(str) if sessions is None else np.asarray(sessions)
+    return Embeddings(vectors, np.asarray(identities), images, sessions)
 
 
 def test_auc_separated_reversed_and_tied():
@@ -55,6 +56,18 @@ def test_leave_one_out_drops_own_photo_and_lonely_identities():
     # every distance ties: a's probe sees {a, b, c} (3 ids), credit 1/3 = chance
     assert result.rank1 == pytest.approx(1 / 3) == pytest.approx(result.chance_rank1)
     assert result.auc == 0.5
+
+
+def test_other_sessions_drops_the_probes_sitting():
+    # a1 and a2 are frames of one sitting and nearly identical; a3 is another photo of a, far away
+    emb = _emb([[0, 0], [0, 0.1], [5, 5], [1, 0]], ["a", "a", "a", "b"], sessions=["s", "s", "t", "u"])
+    same_sitting = attack(emb, emb, threshold=0.6, leave_one_out=True).result
+    other = attack(emb, emb, threshold=0.6, leave_one_out=True, other_sessions=True).result
+    # probes a1, a2 find each other; a3 is nearest b (dist 5.0 vs 6.4, 7.1) -> 2 of 3 "a" probes hit,
+    # b has no other photo and is no probe
+    assert same_sitting.n_probes == 3 and same_sitting.rank1 == pytest.approx(2 / 3)
+    # across sittings a1, a2 only see a3 and b (b nearer): misses; a3 sees a1, a2 vs b: b is nearer
+    assert other.n_probes == 3 and other.rank1 == 0.0
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,9 @@ def test_folders_give_identities(tmp_path):
 def test_manifest_overrides_folders(tmp_path):
     _save(tmp_path / "imgs" / "a.png")
     _save(tmp_path / "imgs" / "b.png")
-    (tmp_path / "manifest.csv").write_text("path,identity\nimgs/a.png,p1\nimgs/b.png,p2\n")
-    assert [(e.identity, e.path.name) for e in load_corpus(tmp_path)] == [("p1", "a.png"), ("p2", "b.png")]
+    (tmp_path / "manifest.csv").write_text("path,identity,session\nimgs/a.png,p1,visit 1\nimgs/b.png,p2,\n")
+    assert [(e.identity, e.path.name, e.session) for e in load_corpus(tmp_path)] == [
+        ("p1", "a.png", "visit 1"), ("p2", "b.png", None)]
 
 
 def test_bad_corpora_are_refused(tmp_path):
