@@ -1,0 +1,195 @@
+"""``digimask mask`` and ``digimask render``: digital masks for images and DICOM files, and re-rendering.
+
+``mask`` writes ``STEM.png`` plus ``STEM.params.json`` (the parameters, re-renderable) for an image, and
+``STEM.dcm`` for a DICOM file (de-identified, masked, parameters in the DIGIMASK private block; needs the
+node's ``--config`` for the pseudonymisation key). ``--preview`` adds ``STEM.preview.png``: the original
+beside the mask, for a human check; it contains the original image, so keep it where the original is.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "mask",
+        help="replace faces in images or DICOM files with the digital mask",
+        description="Mask each image or DICOM file (folders: every image and DICOM file inside) and write "
+        "one output per accepted input into DIR, named after the input. Exit code 1 if any input was "
+        "rejected; each rejection is printed with its reason.",
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="IMAGE_OR_DICOM")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
+    p.add_argument("--preview", action="store_true", help="also write STEM.preview.png (original | mask)")
+    p.add_argument("--config", type=Path, help="node configuration (TOML); required for DICOM inputs")
+    p.add_argument("--renderer", choices=("moderngl", "pyrender"), default="moderngl")
+    p.add_argument("--refine", type=int, default=3, help="analysis-in-the-loop rounds (default 3)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run_mask)
+
+    r = subparsers.add_parser(
+        "render",
+        help="re-render a digital mask from stored parameters",
+        description="Render the mask from a STEM.params.json file or from the DIGIMASK private block of a "
+        "masked DICOM file.",
+    )
+    r.add_argument("source", type=Path, metavar="PARAMS_JSON_OR_DICOM")
+    r.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.png")
+    r.add_argument("--renderer", choices=("moderngl", "pyrender"), default="moderngl")
+    r.set_defaults(func=run_render)
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def run_mask(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from digimask.pipeline.digital_mask import DigitalMask
+
+    inputs = _collect(args.paths)
+    if not inputs:
+        log.error("no images or DICOM files found in %s", ", ".join(map(str, args.paths)))
+        return 2
+    args.output.mkdir(parents=True, exist_ok=True)
+    masker = DigitalMask(refine=args.refine, renderer=args.renderer)
+    processor = None
+    rejected: list[tuple[Path, str]] = []
+    for path in tqdm(inputs, desc="mask", unit="file", disable=args.no_progress or len(inputs) < 2, file=sys.stderr):
+        try:
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                _mask_image(path, args.output, masker, args.preview)
+            else:
+                processor = processor or _processor(args.config, masker)
+                _mask_dicom(path, args.output, processor)
+        except Rejected as exc:
+            rejected.append((path, exc.reason))
+    for path, reason in rejected:
+        print(f"rejected: {path}: {reason}", file=sys.stderr)
+    print(f"{len(inputs) - len(rejected)} masked, {len(rejected)} rejected -> {args.output}")
+    return 1 if rejected else 0
+
+
+def _collect(paths: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(p for p in sorted(path.rglob("*")) if p.is_file() and _maskable(p))
+        elif path.exists():
+            found.append(path)
+        else:
+            log.error("not found: %s", path)
+    return found
+
+
+def _maskable(path: Path) -> bool:
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES or suffix == ".dcm":
+        return True
+    if path.name.endswith((".params.json", ".preview.png")):
+        return False
+    with path.open("rb") as f:
+        return f.read(132)[128:132] == b"DICM"
+
+
+def _mask_image(path: Path, out_dir: Path, masker, preview: bool) -> None:
+    from PIL import Image, UnidentifiedImageError
+    from pydicom.dataset import Dataset
+
+    from digimask.pipeline.pixels import MaskingFailed
+
+    try:
+        with Image.open(path) as img:
+            image = np.asarray(img.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise Rejected(f"cannot read image ({type(exc).__name__})") from None
+    try:
+        result = masker.mask(image, Dataset())
+    except MaskingFailed as exc:
+        raise Rejected(exc.reason) from None
+    Image.fromarray(result.pixels).save(out_dir / f"{path.stem}.png")
+    (out_dir / f"{path.stem}.params.json").write_text(json.dumps(result.params, indent=1, sort_keys=True) + "\n")
+    if preview:
+        Image.fromarray(np.hstack([image, result.pixels])).save(out_dir / f"{path.stem}.preview.png")
+
+
+def _processor(config: Path | None, masker):
+    if config is None:
+        raise Rejected("DICOM input needs --config (the node's de-identification settings and key)")
+    from digimask.config.settings import ConfigError, load
+    from digimask.pipeline.process import Processor
+
+    try:
+        settings = load(config)
+    except ConfigError as exc:
+        raise Rejected(f"invalid configuration: {exc}") from None
+    return Processor(settings, masker=masker)
+
+
+def _mask_dicom(path: Path, out_dir: Path, processor) -> None:
+    from digimask.pipeline.process import Quarantined, process_file
+
+    try:
+        ds = process_file(path, processor.settings, processor)
+    except Quarantined as exc:
+        raise Rejected(exc.reason) from None
+    ds.save_as(out_dir / f"{path.stem}.dcm", enforce_file_format=True)
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from digimask.pipeline.digital_mask import render_params
+    from digimask.pipeline.pixels import MaskingFailed
+
+    try:
+        params = _read_params(args.source)
+        image = render_params(params, args.renderer)
+    except (Rejected, MaskingFailed) as exc:
+        print(f"cannot render {args.source}: {exc.reason}", file=sys.stderr)
+        return 1
+    except (ValueError, KeyError, TypeError) as exc:
+        print(f"cannot render {args.source}: invalid parameters ({exc})", file=sys.stderr)
+        return 1
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(args.output)
+    return 0
+
+
+def _read_params(source: Path) -> dict:
+    if not source.is_file():
+        raise Rejected("not found")
+    if source.suffix.lower() == ".json":
+        try:
+            return json.loads(source.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise Rejected(f"unreadable JSON ({type(exc).__name__})") from None
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    from digimask.pipeline import private_block
+
+    try:
+        ds = pydicom.dcmread(source, force=True)
+    except (InvalidDicomError, OSError) as exc:
+        raise Rejected(f"unreadable DICOM ({type(exc).__name__})") from None
+    block = private_block.read(ds)
+    if block is None:
+        raise Rejected("no DIGIMASK private block")
+    schema, masker, params = block
+    if masker != "digital_mask":
+        raise Rejected(f"masked with {masker!r}, not the digital mask: nothing to re-render")
+    return params
