@@ -13,6 +13,7 @@ from importlib import import_module
 # Each module defines ``register(subparsers)``, which adds its commands with ``func=`` set.
 COMMAND_MODULES = (
     "digimask.commands.evaluate",
+    "digimask.commands.mask",
     "digimask.commands.measure",
     "digimask.commands.node",
 )
