@@ -39,7 +39,7 @@ def markdown(evaluation: Evaluation, pictures: dict) -> str:
         "",
         f"Date {meta['date']}, commit {meta['commit'] or 'unknown'}. Corpus: {corpus['n_images']} photos of "
         f"{corpus['n_identities']} identities ({corpus['n_identities_with_2_or_more_images']} with 2 or more "
-        f"photos); {corpus['n_skipped']} skipped {corpus['skipped'] or ''}. Recognizer: {rec['name']}, "
+        f"photos); {corpus['n_skipped']} skipped{_reasons(corpus['skipped'])}. Recognizer: {rec['name']}, "
         f"same person below distance {rec['threshold']}. Method and definitions: docs/evaluation.md.",
         "",
         "## Privacy: re-identification attacks",
@@ -229,6 +229,10 @@ def _jsonable(value):
     if isinstance(value, np.integer):
         return int(value)
     return value
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    return " (" + "; ".join(f"{n}× {why}" for why, n in sorted(counts.items())) + ")" if counts else ""
 
 
 def _rate(result) -> str:

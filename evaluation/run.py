@@ -51,6 +51,10 @@ ATTACKS = {  # name -> (periocular?, attacker masks the gallery too?, gallery fr
 }
 
 
+class NoUsablePhotos(ValueError):
+    """No photo of the corpus can be attacked or compared."""
+
+
 def analyse_stage() -> Analyser | None:
     """The pipeline's analysis stage as an analyser, or None where it is not installed."""
     try:
@@ -245,6 +249,8 @@ def evaluate(
                 _mask_one(runs[spec], masker, subject, image, face, recognizer, analyser, keep_sample=on_sheet)
                 bar.update(1)
 
+    if not subjects:
+        raise NoUsablePhotos(f"none of the {len(entries)} photos has a face the recognizer can find")
     full = _embeddings(subjects, gallery_full, [True] * len(subjects))
     peri = _embeddings(subjects, gallery_peri, [True] * len(subjects))
     identities = Counter(s.identity for s in subjects)

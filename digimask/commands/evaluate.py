@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from digimask.evaluation.corpus import CorpusError, load_corpus
     from digimask.evaluation.report import write_report
-    from digimask.evaluation.run import analyse_stage, available_maskers, build_masker, evaluate
+    from digimask.evaluation.run import NoUsablePhotos, analyse_stage, available_maskers, build_masker, evaluate
 
     try:
         entries = load_corpus(args.corpus)
@@ -49,8 +49,12 @@ def run(args: argparse.Namespace) -> int:
     analyser = None if args.no_fidelity else analyse_stage()
     if analyser is None and not args.no_fidelity:
         log.warning("the analysis stage is not installed: fidelity is not measured")
-    evaluation = evaluate(entries, specs, analyser=analyser, max_side=args.max_side,
-                          progress=not args.no_progress)
+    try:
+        evaluation = evaluate(entries, specs, analyser=analyser, max_side=args.max_side,
+                              progress=not args.no_progress)
+    except NoUsablePhotos as exc:
+        log.error("%s", exc)
+        return 1
     report = write_report(evaluation, args.output)
     print(f"report: {report}")
     print(f"results: {report.parent / 'results.json'}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+from PIL import Image
 
 from digimask.evaluation.run import available_maskers, build_masker, chance_upper_bound
 
@@ -72,6 +73,15 @@ def test_masker_specs():
     with pytest.raises(KeyError):
         build_masker("no_such_masker")
     assert {"original", "blank", "eye_bar", "eye_crop"} <= set(available_maskers())
+
+
+def test_a_corpus_without_faces_exits_1(tmp_path, run_command):
+    for name in ("a", "b"):
+        (tmp_path / "corpus" / name).mkdir(parents=True)
+        Image.new("RGB", (64, 64), "grey").save(tmp_path / "corpus" / name / "x.png")
+    argv = ["evaluate", str(tmp_path / "corpus"), "-o", str(tmp_path / "r"), "--no-progress", "--maskers", "blank"]
+    assert run_command(argv) == 1
+    assert not (tmp_path / "r" / "results.json").exists()
 
 
 def test_bad_arguments_exit_2(tmp_path, evaluated, run_command):
