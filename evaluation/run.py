@@ -131,7 +131,8 @@ class MaskerResult:
 
     def to_dict(self) -> dict:
         m2o, m2m = self.attacks["mask_to_original"].result, self.attacks["mask_to_mask"].result
-        n_failed = self.fidelity.n_failed if self.fidelity else self.n_not_produced
+        # not produced (any photo), or produced but not measurable where the original was
+        n_failed = self.n_not_produced + (self.fidelity.n_not_measured if self.fidelity else 0)
         fid = self.fidelity.to_dict() if self.fidelity else None
         return {
             "rank1_mask_to_original": m2o.rank1,
