@@ -19,7 +19,8 @@ THUMB = 160
 
 
 def write_report(evaluation: Evaluation, out_dir: Path) -> Path:
-    """Write results.json, report.md, roc.png, bland_altman_*.png and contact_sheet.png; return report.md."""
+    """Write results.json, report.md, summary.md, roc.png, bland_altman_*.png and contact_sheet.png;
+    return report.md's path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = evaluation.to_dict()
@@ -29,7 +30,37 @@ def write_report(evaluation: Evaluation, out_dir: Path) -> Path:
     pictures["contact_sheet"] = _contact_sheet(evaluation, out_dir / "contact_sheet.png")
     report = out_dir / "report.md"
     report.write_text(markdown(evaluation, pictures))
+    (out_dir / "summary.md").write_text(summary(_jsonable(results)))
     return report
+
+
+def summary(results: dict) -> str:
+    """The headline table (privacy and fidelity, one row per masker) from a results.json dict: the one
+    to quote in the README."""
+    meta, corpus = results["meta"], results["corpus"]
+    lines = [
+        f"Public evaluation corpus, {corpus['n_images']} photos of {corpus['n_identities']} identities; "
+        f"`digimask evaluate`, {meta['date'][:10]}, commit {meta['commit'] or 'unknown'}. Rank-1 with chance "
+        "in brackets; verification at dlib's 0.6 with the false-match rate in brackets; errors are median "
+        "absolute differences from the original's measurement; failed = not produced or not measurable.",
+        "",
+        "| masker | rank-1 mask→original | rank-1 mask→mask | mask→mask, other sittings | periocular "
+        "| verification | AUC | MRD1 mm | MRD2 mm | gaze h° | gaze v° | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for spec, r in results["maskers"].items():
+        a = r["attacks"]
+        err = [r["measurements"].get(m, {}).get("median_abs_error")
+               for m in ("mrd1_mm", "mrd2_mm", "gaze_h_deg", "gaze_v_deg")]
+        lines.append(
+            f"| {spec} | " + " | ".join(
+                f"{_pct(a[name]['rank1'])} ({_pct(a[name]['chance_rank1'])})"
+                for name in ("mask_to_original", "mask_to_mask", "mask_to_mask_other_sessions",
+                             "periocular_mask_to_original"))
+            + f" | {_pct(r['verification_rate'])} ({_pct(r['false_match_rate'])}) | {_num(r['auc'])} | "
+            + " | ".join(_num(e) for e in err) + f" | {r['n_failed']}/{r['n_images']} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def markdown(evaluation: Evaluation, pictures: dict) -> str:

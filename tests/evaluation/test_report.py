@@ -28,3 +28,12 @@ def test_results_json_is_strict_json(evaluated):
     text = (evaluated[0] / "results.json").read_text()
     json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))  # no NaN/Infinity
     assert "meta" in json.loads(text) and json.loads(text)["meta"]["date"]
+
+
+def test_summary_table_has_a_row_per_masker(evaluated, masker_specs):
+    summary = (evaluated[0] / "summary.md").read_text()
+    rows = [line for line in summary.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [row.split(" | ")[0][2:] for row in rows] == masker_specs
+    original = rows[0].split(" | ")
+    assert original[1] == "100.0% (50.0%)" and original[-1] == "0/6 |"
+    assert "commit" in summary
