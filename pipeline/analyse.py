@@ -241,12 +241,15 @@ def _analyse_closeup(image: np.ndarray, spacing: float | None, opts: AnalysisOpt
 def refine_eyes(image: np.ndarray, eyes: dict[str, EyeLandmarks]) -> dict[str, EyeLandmarks]:
     """Eye-model landmarks on crops aligned with the eyes' horizontal axis (see ``refine_eye``).
 
-    A first, cheap pass re-centres the crops on the eye model's own canthi; the second averages.
+    A first, cheap pass re-centres the crops on the eye model's own canthi; the second averages. Crop
+    sizes stay proportional to the incoming eye width: the eye model reads some eyes (large, turned or
+    hooded) narrower at every scale, so sizing crops from its own output can shrink them to nothing.
     """
+    widths = {side: eye.width for side, eye in eyes.items()}
     for factors in ((2.3,), REFINE_CROP_FACTORS):
         u, _ = eye_axes(eyes)
         angle = float(np.arctan2(u[1], u[0]))
-        eyes = {side: refine_eye(iris_model(), image, eye, angle, factors) for side, eye in eyes.items()}
+        eyes = {side: refine_eye(iris_model(), image, eye, angle, factors, widths[side]) for side, eye in eyes.items()}
     return eyes
 
 

@@ -387,18 +387,21 @@ def refine_eye(
     eye: EyeLandmarks,
     angle: float,
     factors: tuple[float, ...] = REFINE_CROP_FACTORS,
+    width: float | None = None,
 ) -> EyeLandmarks:
-    """The eye model's average over crops (side = factor x eye width), plain and mirrored, turned by ``angle``.
+    """The eye model's average over crops (side = factor x ``width``, default the eye's width), plain and
+    mirrored, centred on the eye and turned by ``angle``.
 
     Averaging both orientations makes the result mirror-symmetric by construction (a flipped image gives
     the flipped landmarks) and halves the model's scatter.
     """
     centre = (eye.lateral_canthus + eye.medial_canthus) / 2.0
+    width = max(width or eye.width, 4.0)
     proper = eye.side == "left"  # the model's own orientation for this eye
     contours, irises = [], []
     for factor in factors:
         for mirrored in (proper, not proper):
-            points, iris = model.run(image, centre, factor * max(eye.width, 4.0), mirrored, angle)
+            points, iris = model.run(image, centre, factor * width, mirrored, angle)
             contour = points[:16]
             if mirrored != proper:
                 contour, iris = contour[CONTOUR_MIRROR], iris[IRIS_MIRROR]

