@@ -34,4 +34,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # pynetdicom logs every PDU at INFO: costly per image, and noise for administrators
+        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     return int(args.func(args) or 0)

@@ -1,9 +1,13 @@
-"""The running node: Storage SCP + processing workers + one sender per destination + housekeeping."""
+"""The running node: the Storage SCP in the main process; workers, senders and housekeeping in a pipeline process."""
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
+import os
 import socket
 import threading
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 from pynetdicom import AE, evt
@@ -22,9 +26,9 @@ from digimask.storage.store import Store
 log = logging.getLogger(__name__)
 
 
-def open_store(settings: Settings) -> Store:
+def open_store(settings: Settings, busy_timeout_s: float = 30) -> Store:
     Path(settings.storage.data_dir).mkdir(parents=True, exist_ok=True)
-    sessions = db.init(db.make_engine(settings.storage.db_url))
+    sessions = db.init(db.make_engine(settings.storage.db_url, busy_timeout_s))
     return Store(Path(settings.storage.data_dir), sessions, settings.node.node_id)
 
 
@@ -58,28 +62,84 @@ class Sender(threading.Thread):
         return len(items)
 
 
+def run_pipeline(settings: Settings, stop: EventType) -> None:
+    """The pipeline process: processing workers and one sender per destination, until ``stop``.
+
+    It runs apart from the SCP process so that CPU-bound masking never holds the GIL that the
+    association threads need: intake latency stays that of the network edge alone.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    store = open_store(settings)
+    local_stop = threading.Event()
+    parent = os.getppid()
+    threading.Thread(target=_exit_with_parent, args=(parent, local_stop), name="parent-watch", daemon=True).start()
+    threads: list[threading.Thread] = [
+        ProcessWorker(store, settings, local_stop, f"worker-{i}") for i in range(settings.pipeline.workers)
+    ]
+    threads += [Sender(store, settings, dest, local_stop) for dest in settings.destinations]
+    threads.append(threading.Thread(target=_housekeeping, args=(store, settings, local_stop), name="housekeeping", daemon=True))
+    for t in threads:
+        t.start()
+    while not local_stop.is_set() and not stop.wait(0.5):
+        pass
+    local_stop.set()
+    for t in threads:
+        t.join(timeout=30)
+
+
+def _exit_with_parent(parent: int, stop: threading.Event) -> None:
+    """A pipeline process outliving a killed node would race the restarted one: stop with the parent."""
+    while not stop.wait(0.5):
+        if os.getppid() != parent:
+            log.error("node process %d is gone; pipeline process stopping", parent)
+            stop.set()
+
+
+def _housekeeping(store: Store, settings: Settings, stop: threading.Event) -> None:
+    keep = settings.storage.keep_originals_days
+    while not stop.wait(60):
+        if keep > 0:
+            try:
+                n = store.purge_originals(keep)
+                if n:
+                    log.info("deleted %d original(s) past the %.1f-day retention", n, keep)
+            except Exception:
+                log.exception("housekeeping failed")
+
+
 class DigimaskNode:
+    """The SCP in this process; the pipeline in a child process that is restarted if it dies."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = open_store(settings)
-        self.stop_event = threading.Event()
-        self.threads: list[threading.Thread] = []
+        self._mp = mp.get_context("spawn")  # never fork a process that may hold GL or DB handles
+        self._stop = self._mp.Event()
+        self._child: BaseProcess | None = None
+        self._watchdog: threading.Thread | None = None
         self.server: ThreadedAssociationServer | None = None
 
     def start(self) -> None:
         s = self.settings
-        recovered = self.store.recover()
+        self._start_pipeline()
+        self._watchdog = threading.Thread(target=self._watch, name="watchdog", daemon=True)
+        self._watchdog.start()
+        self.server = self._start_scp()
+        log.info("digimask listening on %s:%d as %s (node %s)", s.node.host, s.node.port, s.node.ae_title, s.node.node_id)
+
+    def _start_pipeline(self) -> None:
+        recovered = self.store.recover()  # the previous pipeline process (if any) is gone: take its claims back
         if recovered:
             log.info("resuming %d unfinished instance(s)", recovered)
-        for i in range(s.pipeline.workers):
-            self.threads.append(ProcessWorker(self.store, s, self.stop_event, f"worker-{i}"))
-        for dest in s.destinations:
-            self.threads.append(Sender(self.store, s, dest, self.stop_event))
-        self.threads.append(threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True))
-        for t in self.threads:
-            t.start()
-        self.server = self._start_scp()
-        log.info("%s listening on %s:%d as %s (node %s)", "digimask", s.node.host, s.node.port, s.node.ae_title, s.node.node_id)
+        self._child = self._mp.Process(target=run_pipeline, args=(self.settings, self._stop), name="digimask-pipeline")
+        self._child.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(1):
+            if self._child is not None and not self._child.is_alive():
+                log.error("pipeline process exited (code %s); restarting it", self._child.exitcode)
+                self._start_pipeline()
 
     def _start_scp(self) -> ThreadedAssociationServer:
         s = self.settings
@@ -92,7 +152,7 @@ class DigimaskNode:
         pseudo = Pseudonymizer(s.deid.key(), s.deid.uid_root)
         handlers = [
             (evt.EVT_C_ECHO, handle_echo),
-            (evt.EVT_C_STORE, handle_store, [self.store, pseudo]),
+            (evt.EVT_C_STORE, handle_store, [open_store(s, busy_timeout_s=0.001), pseudo]),
             (evt.EVT_CONN_OPEN, set_nodelay),
         ]
         ssl_ctx = server_context(s.node.tls) if s.node.tls else None
@@ -109,20 +169,9 @@ class DigimaskNode:
             server.verify_request = verify_request  # socketserver closes refused sockets unprocessed
         return server
 
-    def _housekeeping(self) -> None:
-        keep = self.settings.storage.keep_originals_days
-        while not self.stop_event.wait(60):
-            if keep > 0:
-                try:
-                    n = self.store.purge_originals(keep)
-                    if n:
-                        log.info("deleted %d original(s) past the %.1f-day retention", n, keep)
-                except Exception:
-                    log.exception("housekeeping failed")
-
     def stop(self) -> None:
         if self.server is not None:
             self.server.shutdown()
-        self.stop_event.set()
-        for t in self.threads:
-            t.join(timeout=30)
+        self._stop.set()
+        if self._child is not None:
+            self._child.join(timeout=60)

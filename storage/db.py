@@ -7,10 +7,14 @@ from sqlalchemy.orm import sessionmaker
 from digimask.storage.models import Base
 
 
-def make_engine(url: str) -> Engine:
-    """SQLite gets WAL, full fsync and a busy timeout (several threads write); others as given."""
+def make_engine(url: str, busy_timeout_s: float = 30) -> Engine:
+    """SQLite gets WAL, full fsync and a busy timeout (several threads write); others as given.
+
+    SQLite's own busy handler sleeps 1 to 100 ms between tries; the intake path passes a tiny
+    ``busy_timeout_s`` and retries itself at sub-millisecond intervals (see ``Store.receive``).
+    """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_s, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _pragmas(conn, _record) -> None:  # type: ignore[no-untyped-def]

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digimask.storage.files import move_durable, new_name, write_durable
@@ -56,17 +58,25 @@ class Store:
         """Persist one received instance (fsync) and record it; only then may the SCP say Success."""
         rel = Path("inbox") / new_name()
         write_durable(self.data_dir / rel, data)
-        try:
-            with self.sessions.begin() as s:
-                inst = Instance(pseudo_uid=pseudo_uid, sop_class_uid=sop_class_uid, calling_ae=calling_ae,
-                                called_ae=called_ae, state=State.RECEIVED, original_path=str(rel))
-                s.add(inst)
-                s.flush()
-                self._event(s, inst.id, State.RECEIVED, f"from {calling_ae}")
-                return inst.id
-        except Exception:
-            (self.data_dir / rel).unlink(missing_ok=True)
-            raise
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with self.sessions.begin() as s:
+                    inst = Instance(pseudo_uid=pseudo_uid, sop_class_uid=sop_class_uid, calling_ae=calling_ae,
+                                    called_ae=called_ae, state=State.RECEIVED, original_path=str(rel))
+                    s.add(inst)
+                    s.flush()
+                    self._event(s, inst.id, State.RECEIVED, f"from {calling_ae}")
+                    return inst.id
+            except OperationalError as exc:
+                if "locked" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(0.0005)  # SQLite writer busy: retry soon (the modality is waiting)
+                    continue
+                (self.data_dir / rel).unlink(missing_ok=True)
+                raise
+            except Exception:
+                (self.data_dir / rel).unlink(missing_ok=True)
+                raise
 
     # -- processing ---------------------------------------------------------------------------------
     def claim_instance(self, lease_s: float) -> Claimed | None:

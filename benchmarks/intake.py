@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Intake throughput: DCMTK storescu -> digimask node (blank masker) vs -> DCMTK storescp and
+pynetdicom's storescp, same run.
+
+Prints images/s for both peers and their ratio (target: node >= 0.5x storescp), plus the node's
+end-to-end rate (received, de-identified, masked and forwarded to a storescp), all on 127.0.0.1.
+Usage: .venv/bin/python benchmarks/intake.py [N] [SIDE_PX]
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import dicom_factory as f  # noqa: E402
+from peers import PEER_ENV, NodeProcess, free_port, node_config, wait_for, wait_port  # noqa: E402
+
+from digimask.config.settings import load  # noqa: E402
+from digimask.scp_node.node import open_store  # noqa: E402
+
+
+def send(port: int, files: list[Path], aec: str) -> float:
+    start = time.perf_counter()
+    r = subprocess.run(["storescu", "-aet", "STORESCU", "-aec", aec, "127.0.0.1", str(port), *map(str, files)],
+                       capture_output=True, text=True, env=PEER_ENV)
+    elapsed = time.perf_counter() - start
+    if r.returncode != 0:
+        sys.exit(f"storescu to {aec} failed: {r.stderr[-400:]}")
+    return elapsed
+
+
+def start_peer(cmd: list[str]) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    proc = subprocess.Popen([*cmd, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=PEER_ENV)
+    wait_port(port)
+    return proc, port
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    side = int(sys.argv[2]) if len(sys.argv) > 2 else 184  # 184 x 184 x 3 ~ 100 KB
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        files = [f.save(f.op8(f"bench-{i}", rng.integers(0, 255, (side, side, 3), np.uint8), i), root / f"{i}.dcm")
+                 for i in range(n)]
+        size_kb = files[0].stat().st_size / 1024
+        (root / "storescp").mkdir()
+        scp, scp_port = start_peer(["storescp", "-aet", "STORESCP", "-od", str(root / "storescp")])
+        t_scp = send(scp_port, files, "STORESCP")
+        # pynetdicom's own storescp, storing nothing: the ceiling of the library the node is built on
+        pyn, pyn_port = start_peer([sys.executable, "-m", "pynetdicom", "storescp", "--ignore", "-aet", "PYNETDICOM"])
+        t_pyn = send(pyn_port, files, "PYNETDICOM")
+        pyn.send_signal(signal.SIGTERM)
+
+        node_port = free_port()
+        config = node_config(root / "node", node_port, {"STORESCP": scp_port})
+        node = NodeProcess(config, node_port).start()
+        try:
+            t_node = send(node_port, files, "DIGIMASK")
+            store = open_store(load(config))
+            start = time.perf_counter() - t_node
+            wait_for(lambda: store.counts().get("done", 0) >= n, 600, "all forwarded", interval=0.05)
+            t_e2e = time.perf_counter() - start
+        finally:
+            node.kill(signal.SIGTERM)
+            scp.send_signal(signal.SIGTERM)
+    print(f"{n} images of {size_kb:.0f} KB over one association, 127.0.0.1, {os.cpu_count()} CPU(s)")
+    print(f"  DCMTK storescp intake : {n / t_scp:8.1f} images/s")
+    print(f"  pynetdicom storescp   : {n / t_pyn:8.1f} images/s   ratio {t_scp / t_pyn:.2f}x storescp (stores nothing)")
+    print(f"  digimask node intake  : {n / t_node:8.1f} images/s   ratio {t_scp / t_node:.2f}x storescp (target >= 0.5x), "
+          f"{t_pyn / t_node:.2f}x pynetdicom")
+    print(f"  digimask end to end   : {n / t_e2e:8.1f} images/s   (received + de-identified + blank-masked + forwarded)")
+
+
+if __name__ == "__main__":
+    main()
