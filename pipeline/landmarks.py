@@ -287,29 +287,34 @@ def eye_crop(
 
 
 class FaceAlignmentBackend:
-    """Optional 68-point landmarks from the ``face-alignment`` package, weights from a local path.
+    """Optional 68-point landmarks from the ``face-alignment`` package (1.5.0), weights from a local path.
 
-    face-alignment downloads its weights at run time, which fails offline; provision them by hand (the
-    files its torch hub cache expects) and pass their folder as ``weights_dir``. Not installed by default.
+    face-alignment fetches its weights through torch hub at run time, which fails offline. Provision the
+    files by hand into ``WEIGHTS_DIR/checkpoints/`` (``2DFAN4-*.zip`` and ``s3fd-*.pth``, the names
+    face-alignment requests) and pass ``WEIGHTS_DIR``; this points torch hub there (process-wide). The
+    package is not a dependency: installing it adds numba and opencv-python, which would shadow the
+    opencv-contrib-python that mediapipe uses. The default MediaPipe path never needs it.
     """
 
     name = "face-alignment"
 
     def __init__(self, weights_dir: str | os.PathLike[str], device: str = "cpu") -> None:
-        weights = Path(weights_dir)
-        if not weights.is_dir() or not any(weights.glob("*.pth*")) and not any(weights.glob("*.zip")):
+        checkpoints = Path(weights_dir) / "checkpoints"
+        missing = [p for p in ("2DFAN4-*.zip", "s3fd-*.pth") if not any(checkpoints.glob(p))]
+        if missing:
             raise FileNotFoundError(
-                f"face-alignment weights not found in {weights}: provision the 2DFAN4 and face detector "
-                "files there by hand (no download at run time)"
+                f"face-alignment weights not found in {checkpoints} (missing {', '.join(missing)}): "
+                "provision them by hand; nothing is downloaded at run time"
             )
         try:
             import face_alignment
+            import torch
         except ImportError as exc:
             raise ImportError(
-                "the face-alignment backend needs the optional 'face-alignment' package "
-                "(pip install face-alignment==1.5.0, CPU torch); the default MediaPipe backend does not"
+                "the face-alignment backend needs the optional 'face-alignment' package; the default "
+                "MediaPipe backend does not"
             ) from exc
-        os.environ["TORCH_HOME"] = str(weights.parent.parent if weights.name == "checkpoints" else weights)
+        torch.hub.set_dir(str(weights_dir))
         self._fa = face_alignment.FaceAlignment(face_alignment.LandmarksType.TWO_D, device=device)
         self._lock = threading.Lock()
 

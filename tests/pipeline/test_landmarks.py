@@ -101,5 +101,9 @@ def test_closeup_search_finds_no_stable_eye_in_a_non_face(astronaut: np.ndarray)
 
 
 def test_face_alignment_backend_names_missing_weights(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="face-alignment weights not found"):
+    with pytest.raises(FileNotFoundError, match=r"weights not found .*missing 2DFAN4-\*.zip, s3fd-\*.pth"):
         FaceAlignmentBackend(tmp_path / "nowhere")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "s3fd-619a316812.pth").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"missing 2DFAN4-\*.zip\)"):
+        FaceAlignmentBackend(tmp_path)
