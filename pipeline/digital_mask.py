@@ -21,13 +21,15 @@ from .landmarks import EyeLandmarks
 from .measure import EYE_ROTATION_RADIUS_MM, eye_axes
 from .params import AvatarParams
 from .pixels import MaskingFailed, MaskResult
-from .render import render
+from .render import luminance, render
 
 
 # MediaPipe's iris model reads the rendered limbus about 20% inside the drawn one (patient / mask radius at
 # the first render: 1.18-1.29 on astronaut, grace_hopper, obama): the first fit draws the iris that much
 # larger, and the refinement loop removes what is left.
 IRIS_DETECTION_BIAS = 1.22
+REFINE_ROUNDS = 5  # at most; each is one analysis + fit + render
+GOOD_ENOUGH = 0.8  # stop refining once the worst error is below 80% of the acceptance limits
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,10 @@ def fidelity(original: Analysis, masked: Analysis) -> Fidelity:
 def _corrected(target: EyeLandmarks, side: str, patient: Analysis, found: Analysis, gain: float = 0.8) -> EyeLandmarks:
     """Move the fit's target for one eye by what the analysis measured wrong on the mask.
 
-    Canthi and iris radius move by their landmark error; the iris centre by the gaze error and the lids
-    by the MRD errors, converted to pixels on the mask (so gaze references and scale that the analysis
-    derives elsewhere are accounted for).
+    Canthi move by their landmark error; the iris centre by the gaze error and the lids by the MRD errors,
+    converted to pixels on the mask (so gaze references and scale that the analysis derives elsewhere are
+    accounted for). The iris radius is left alone: the detector's reading of it is not monotonic once
+    the lids cover the limbus, and correcting it ran away on half-covered irises.
     """
     pm, fm = patient.measurements.eyes[side], found.measurements.eyes[side]
     p_eye, f_eye = patient.eyes[side], found.eyes[side]
@@ -86,7 +89,6 @@ def _corrected(target: EyeLandmarks, side: str, patient: Analysis, found: Analys
         medial_canthus=target.medial_canthus + gain * (p_eye.medial_canthus - f_eye.medial_canthus),
         lateral_canthus=target.lateral_canthus + gain * (p_eye.lateral_canthus - f_eye.lateral_canthus),
         iris_center=target.iris_center + gain * iris,
-        iris_radius=float(target.iris_radius + gain * (p_eye.iris_radius - f_eye.iris_radius)),
     )
 
 
@@ -98,9 +100,13 @@ class Masked:
     fidelity: Fidelity | None  # None when the mask could not be measured at all
     iterations: int
 
+    @property
+    def score(self) -> float:
+        return self.fidelity.score() if self.fidelity else float("inf")
 
-def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None,
-               options: AnalysisOptions | None = None, refine: int = 3, backend: str = "moderngl") -> Masked:
+
+def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, options: AnalysisOptions | None = None,
+               refine: int = REFINE_ROUNDS, backend: str = "moderngl") -> Masked:
     """Mask one RGB image. Raises ``Rejected``/``MaskingFailed`` when it cannot be masked safely."""
     patient = analyse(image, pixel_spacing_mm=pixel_spacing_mm, options=options)
     check_options = replace(options or AnalysisOptions(), mode=patient.mode,
@@ -109,6 +115,7 @@ def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None,
         side: replace(eye, iris_radius=eye.iris_radius * IRIS_DETECTION_BIAS) for side, eye in patient.eyes.items()
     })
     best: Masked | None = None
+    worse = 0
     for iteration in range(refine + 1):
         params = fit(target)
         pixels = render(params, backend)
@@ -118,12 +125,15 @@ def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None,
             found = None
         fid = fidelity(patient, found) if found is not None else None
         score = fid.score() if fid is not None else float("inf")
-        if best is None or score < (best.fidelity.score() if best.fidelity else float("inf")):
-            best = Masked(pixels, params, patient, fid, iteration)
-        if found is None or score <= 0.5 or iteration == refine or set(found.eyes) != set(patient.eyes):
+        if best is None or score < best.score:
+            best, worse = Masked(pixels, params, patient, fid, iteration), 0
+        else:
+            worse += 1
+        if found is None or score <= GOOD_ENOUGH or worse == 2 or set(found.eyes) != set(patient.eyes):
             break
+        gain = 0.8 * 0.75**iteration  # damped: the detector's response is not linear
         target = replace(target, eyes={
-            side: _corrected(target.eyes[side], side, patient, found) for side in target.eyes
+            side: _corrected(target.eyes[side], side, patient, found, gain) for side in target.eyes
         })
     assert best is not None
     return best
@@ -140,7 +150,7 @@ class DigitalMask:
     name = "digital_mask"
     cleans_recognizable_features = True
 
-    def __init__(self, refine: int = 3, renderer: str = "moderngl") -> None:
+    def __init__(self, refine: int = REFINE_ROUNDS, renderer: str = "moderngl") -> None:
         self.refine = refine
         self.renderer = renderer
 
@@ -155,14 +165,17 @@ class DigitalMask:
             raise
         except Exception as exc:  # never let an unexpected failure pass the original pixels on
             raise MaskingFailed(f"digital mask failed: {type(exc).__name__}") from exc
-        pixels = result.pixels
-        if image.ndim == 2:
-            pixels = np.round(pixels @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
-        elif image.shape[2] == 4:
+        pixels, params = result.pixels, result.params
+        if image.ndim == 2 or (rgb[..., :1] == rgb[..., 1:3]).all():  # greyscale stays greyscale
+            params = replace(params, greyscale=True)
+            pixels = luminance(pixels)
+            if image.ndim == 2:
+                pixels = pixels[..., 0]
+        if image.ndim == 3 and image.shape[2] == 4:
             pixels = np.dstack([pixels, np.full(image.shape[:2], 255, np.uint8)])
-        notes = {"mode": result.params.mode, "refine_iterations": result.iterations,
+        notes = {"mode": params.mode, "refine_iterations": result.iterations,
                  "fidelity": result.fidelity.to_dict() if result.fidelity else None}
-        return MaskResult(pixels, result.params.to_dict(), notes)
+        return MaskResult(pixels, params.to_dict(), notes)
 
 
 def _spacing(ds: Dataset) -> float | None:

@@ -11,6 +11,7 @@ Schema ``digimask.params/1`` (JSON, stored in the DIGIMASK private block):
   upper and lower lid contour as 3 sine coefficients each (the lid's height profile between the canthi),
   eyeball rotation (gaze, degrees) and iris radius.
 - ``measurements``: the analysis stage's clinical figures in mm and degrees (pixel-valued fields dropped).
+- ``greyscale``: render the luminance only (the input was greyscale).
 
 No landmark, contour point or face-shape coefficient is stored: the only shape that varies is the lid
 aperture of the shared template.
@@ -73,6 +74,7 @@ class AvatarParams:
     head: Head
     eyes: dict[str, Eye]
     measurements: dict[str, Any] | None = None
+    greyscale: bool = False  # render the luminance (greyscale inputs stay greyscale)
     schema: str = field(default=SCHEMA)
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,7 +95,7 @@ class AvatarParams:
         head["translation_mm"] = tuple(head["translation_mm"])
         return cls(
             template=d["template"], mode=d["mode"], camera=Camera(**d["camera"]), head=Head(**head),
-            eyes=eyes, measurements=d.get("measurements"),
+            eyes=eyes, measurements=d.get("measurements"), greyscale=bool(d.get("greyscale", False)),
         )
 
 

@@ -117,4 +117,10 @@ def render(params: AvatarParams, backend: str = "moderngl") -> np.ndarray:
     image = get_renderer(backend).render(build_scene(params))
     if image.min() == image.max() or not (image != np.array(BACKGROUND_RGB, np.uint8)).any(axis=2).any():
         raise MaskingFailed(f"the {backend} renderer produced a blank image")
-    return image
+    return luminance(image) if params.greyscale else image
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    """Rec. 601 luma replicated in three channels."""
+    grey = np.round(image @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)

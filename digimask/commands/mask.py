@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--preview", action="store_true", help="also write STEM.preview.png (original | mask)")
     p.add_argument("--config", type=Path, help="node configuration (TOML); required for DICOM inputs")
     p.add_argument("--renderer", choices=("moderngl", "pyrender"), default="moderngl")
-    p.add_argument("--refine", type=int, default=3, help="analysis-in-the-loop rounds (default 3)")
+    p.add_argument("--refine", type=int, default=5, help="at most this many analysis-in-the-loop rounds (default 5)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run_mask)
 
