@@ -18,6 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 AETitle = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[\x20-\x5b\x5d-\x7e]*[^ ]+[\x20-\x5b\x5d-\x7e]*$")]
 
 
+def _check_regex(pattern: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+
+
 class ConfigError(Exception):
     """The configuration is invalid; ``problems`` lists ``key: problem`` lines."""
 
@@ -156,7 +163,7 @@ class TagMatch(_Strict):
         if len(tests) != 1:
             raise ValueError("give exactly one of equals, regex, present")
         if self.regex is not None:
-            re.compile(self.regex)
+            _check_regex(self.regex)
         from pydicom.datadict import tag_for_keyword
 
         if tag_for_keyword(self.tag) is None and not re.fullmatch(r"[0-9A-Fa-f]{4},?[0-9A-Fa-f]{4}", self.tag):
@@ -177,7 +184,7 @@ class Match(_Strict):
     @classmethod
     def _regex(cls, v: str | None) -> str | None:
         if v is not None:
-            re.compile(v)
+            _check_regex(v)
         return v
 
 

@@ -1,0 +1,75 @@
+"""The administrator's commands: echo, deid/mask-file, queue, quarantine, with their exit codes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+
+import dicom_factory as f
+from digimask.cli import main
+from digimask.config.settings import load
+from digimask.scp_node.node import open_store
+from peers import Orthanc, free_port, node_config, require
+
+
+@pytest.fixture
+def config(tmp_path) -> Path:
+    return node_config(tmp_path / "node", free_port(), {"PACS": 104})
+
+
+def test_deid_and_mask_file(config, astronaut, tmp_path, capsys) -> None:
+    src = f.save(f.op8("cli", astronaut), tmp_path / "in.dcm")
+    out = tmp_path / "out.dcm"
+    assert main(["deid", str(src), str(out), "--config", str(config)]) == 0
+    ds = pydicom.dcmread(out)
+    assert ds.PatientIdentityRemoved == "YES" and ds.pixel_array.max() == 0
+    assert main(["mask-file", str(src), str(tmp_path / "m.dcm"), "--config", str(config)]) == 0
+    no_pixels = f.op8("cli", astronaut)
+    del no_pixels.PixelData
+    bad = f.save(no_pixels, tmp_path / "bad.dcm")
+    assert main(["mask-file", str(bad), str(tmp_path / "x.dcm"), "--config", str(config)]) == 1
+    assert "would be quarantined: no pixel data" in capsys.readouterr().err
+    assert not (tmp_path / "x.dcm").exists()
+
+
+def test_quarantine_and_queue_commands(config, capsys) -> None:
+    store = open_store(load(config))
+    bad = store.receive(b"bad", "2.25.1", "1.2", "STORESCU", "DIGIMASK")
+    store.claim_instance(60)
+    store.quarantine(bad, "no face found")
+    good = store.receive(b"good", "2.25.2", "1.2", "STORESCU", "DIGIMASK")
+    store.claim_instance(60)
+    store.processed(good, b"masked", ["PACS"], pseudo_uid="2.25.2", sop_class_uid="1.2", pseudo_patient_id="DM-X")
+    (d,) = store.claim_deliveries("PACS", 5, 60)
+    store.send_failed(d.id, "association rejected", None)
+    capsys.readouterr()
+
+    assert main(["quarantine", "list", "--config", str(config)]) == 0
+    assert "no face found" in capsys.readouterr().out
+    assert main(["quarantine", "show", str(bad), "--config", str(config)]) == 0
+    shown = capsys.readouterr().out
+    assert "quarantined" in shown and "no face found" in shown
+    assert main(["quarantine", "release", str(bad), "--config", str(config)]) == 0
+    assert main(["quarantine", "release", str(bad), "--config", str(config)]) == 1  # no longer quarantined
+    assert main(["quarantine", "show", "999", "--config", str(config)]) == 1
+    capsys.readouterr()
+
+    assert main(["queue", "list", "--state", "failed", "--config", str(config)]) == 0
+    assert "association rejected" in capsys.readouterr().out
+    assert main(["queue", "retry", "--config", str(config)]) == 0
+    assert "requeued 1" in capsys.readouterr().out
+    assert len(store.claim_deliveries("PACS", 5, 60)) == 1
+
+
+def test_echo_a_destination(tmp_path, capsys) -> None:
+    require("Orthanc")
+    pacs = Orthanc(tmp_path / "orthanc").start()
+    try:
+        config = node_config(tmp_path / "node", free_port(), {"ORTHANC": pacs.dicom_port})
+        assert main(["echo", "ORTHANC", "--config", str(config)]) == 0
+        assert "C-ECHO Success" in capsys.readouterr().out
+        assert main(["echo", "NOWHERE", "--config", str(config)]) == 2
+    finally:
+        pacs.stop()
+    assert main(["echo", "ORTHANC", "--config", str(config)]) == 1  # PACS down
