@@ -377,9 +377,14 @@ def _embeddings(subjects: Sequence[Subject], vectors: list[np.ndarray], produced
 
 
 def _commit() -> str | None:
+    """The source's git commit, "+dirty" when tracked files differ from it; None outside a checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).resolve().parent).stdout.strip()
+
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=5)
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None
+    return (commit + ("+dirty" if dirty else "")) or None
