@@ -25,6 +25,8 @@ from digimask.pipeline.pseudonym import Pseudonymizer
 from digimask.pipeline.route import Router
 
 log = logging.getLogger(__name__)
+# pydicom warns about malformed values by quoting them: header values may be PHI, so never log them.
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 
 SUPPORTED_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.77.1.5.1": "Ophthalmic Photography 8 Bit Image",

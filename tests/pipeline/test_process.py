@@ -120,3 +120,37 @@ def test_routing_and_bad_inputs_are_quarantined_with_reasons(instances, astronau
     for name, path in bad.items():
         with pytest.raises(Quarantined, match=expected[name]):
             proc.process(read(path), route=False)
+
+
+def test_malformed_values_are_never_logged(astronaut, tmp_path, caplog, recwarn) -> None:
+    ds = f.op8("malformed", astronaut[:64, :64])
+    path = f.save(ds, tmp_path / "m.dcm")
+    bad_time = f"{ds.StudyTime[:2]}:{ds.StudyTime[2:4]}:".encode()  # an invalid TM, kept by the profile
+    path.write_bytes(path.read_bytes().replace(ds.StudyTime.encode(), bad_time))
+    caplog.set_level("DEBUG")
+    out = Processor(settings()).process(read(path), route=False).dataset
+    assert out.StudyTime == bad_time.decode()
+    assert bad_time.decode() not in caplog.text and not any(bad_time.decode() in str(w.message) for w in recwarn)
+
+
+@pytest.mark.parametrize("kind", ["mf_true_color_sc", "op16_monochrome"])
+def test_other_accepted_iods_round_trip(kind, astronaut) -> None:
+    ds = f.op8(kind, astronaut[:32, :48])
+    if kind == "mf_true_color_sc":
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7.4"
+        ds.NumberOfFrames = 2
+        ds.PixelData = astronaut[:32, :48].tobytes() * 2
+    else:
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.5.2"
+        gray = (astronaut[:32, :48, 0].astype(np.uint16) << 4) + 7
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        del ds.PlanarConfiguration
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+        ds.PixelData = gray.tobytes()
+    out = Processor(settings("pixelate")).process(ds, route=False).dataset
+    arr = out.pixel_array
+    if kind == "mf_true_color_sc":
+        assert arr.shape == (2, 32, 48, 3) and out.NumberOfFrames == 2
+    else:
+        assert arr.shape == (32, 48) and (out.BitsAllocated, out.BitsStored, out.PhotometricInterpretation) == (16, 12, "MONOCHROME2")
+        assert arr.max() > 255  # written back at the source's depth
