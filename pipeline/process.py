@@ -15,6 +15,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from digimask.config.settings import Settings
 from digimask.pipeline.decode import decode
@@ -117,9 +118,14 @@ class Processor:
 def read(path: Path) -> Dataset:
     """Read a DICOM file, tolerating a missing preamble/meta (as in the wild); clear error otherwise."""
     try:
-        return pydicom.dcmread(path, force=True)
+        ds = pydicom.dcmread(path, force=True)
     except (InvalidDicomError, OSError, EOFError, ValueError) as exc:
         raise Quarantined(f"unreadable DICOM file ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if "TransferSyntaxUID" not in ds.file_meta:  # a bare dataset without meta: record what was parsed
+        implicit, little = ds.original_encoding
+        if little:
+            ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    return ds
 
 
 def process_file(path: Path, settings: Settings, processor: Processor | None = None) -> Dataset:
