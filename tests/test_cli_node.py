@@ -18,17 +18,16 @@ def config(tmp_path) -> Path:
     return node_config(tmp_path / "node", free_port(), {"PACS": 104})
 
 
-def test_deid_and_mask_file(config, astronaut, tmp_path, capsys) -> None:
+def test_deid_file_mode(config, astronaut, tmp_path, capsys) -> None:
     src = f.save(f.op8("cli", astronaut), tmp_path / "in.dcm")
     out = tmp_path / "out.dcm"
     assert main(["deid", str(src), str(out), "--config", str(config)]) == 0
     ds = pydicom.dcmread(out)
     assert ds.PatientIdentityRemoved == "YES" and ds.pixel_array.max() == 0
-    assert main(["mask-file", str(src), str(tmp_path / "m.dcm"), "--config", str(config)]) == 0
     no_pixels = f.op8("cli", astronaut)
     del no_pixels.PixelData
     bad = f.save(no_pixels, tmp_path / "bad.dcm")
-    assert main(["mask-file", str(bad), str(tmp_path / "x.dcm"), "--config", str(config)]) == 1
+    assert main(["deid", str(bad), str(tmp_path / "x.dcm"), "--config", str(config)]) == 1
     assert "would be quarantined: no pixel data" in capsys.readouterr().err
     assert not (tmp_path / "x.dcm").exists()
 

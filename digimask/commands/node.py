@@ -1,4 +1,4 @@
-"""Administrator commands for the node: serve, check-config, echo, deid, mask-file, queue, quarantine."""
+"""Administrator commands for the node: serve, check-config, echo, deid, queue, quarantine."""
 from __future__ import annotations
 
 import argparse
@@ -76,22 +76,20 @@ def cmd_echo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def cmd_file(args: argparse.Namespace) -> int:
-    """deid / mask-file: run the pipeline on one file with the configuration, without routing."""
+def cmd_deid(args: argparse.Namespace) -> int:
+    """Header de-identification of one file with the configuration (pixels blanked), without routing."""
+    from digimask.pipeline.pixels import BlankMasker
     from digimask.pipeline.process import Processor, Quarantined, read
 
     s = _settings(args.config)
     if s is None:
         return 2
-    if args.command == "deid":
-        s = s.model_copy(update={"pixels": s.pixels.model_copy(update={"masker": "blank"})})
     try:
-        out = Processor(s).process(read(args.input), route=False).dataset
+        out = Processor(s, BlankMasker()).process(read(args.input), route=False).dataset
     except Quarantined as exc:
         print(f"{args.input}: would be quarantined: {exc.reason}", file=sys.stderr)
         return 1
-    if args.command == "deid":
-        print("note: 'deid' blanks the pixels; use 'mask-file' for the configured masker", file=sys.stderr)
+    print("note: 'deid' blanks the pixels; 'digimask mask' applies the configured masker", file=sys.stderr)
     out.save_as(args.output, enforce_file_format=True)
     print(f"wrote {args.output}")
     return 0
@@ -167,12 +165,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add("echo", cmd_echo, "C-ECHO a configured destination")
     p.add_argument("destination")
     p.add_argument("--config", type=Path, required=True, help=CONFIG_HELP)
-    for name, help in (("deid", "de-identify one DICOM file's header (pixels blanked)"),
-                       ("mask-file", "de-identify and mask one DICOM file with the configured masker")):
-        p = add(name, cmd_file, help)
-        p.add_argument("input", type=Path)
-        p.add_argument("output", type=Path)
-        p.add_argument("--config", type=Path, required=True, help=CONFIG_HELP)
+    p = add("deid", cmd_deid, "de-identify one DICOM file's header as the node would (pixels blanked)")
+    p.add_argument("input", type=Path)
+    p.add_argument("output", type=Path)
+    p.add_argument("--config", type=Path, required=True, help=CONFIG_HELP)
     p = add("queue", cmd_queue, "list deliveries, or retry failed ones")
     p.add_argument("action", choices=["list", "retry"])
     p.add_argument("--state", choices=["pending", "sending", "done", "failed"])
