@@ -21,8 +21,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from digimask.pipeline.analyse import Rejected, _detector_boxes, analyse, refine_eyes  # noqa: E402
-from digimask.pipeline.landmarks import facemesh  # noqa: E402
+from digimask.pipeline.analyse import Rejected, analyse, refine_eyes  # noqa: E402
+from digimask.pipeline.landmarks import detect_face_boxes, facemesh  # noqa: E402
 
 FACES = Path(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] else Path(__file__).resolve().parents[2] / "shared/data/faces"
 REPEATS = int(sys.argv[2]) if len(sys.argv) > 2 else 7
@@ -65,7 +65,7 @@ def main() -> None:
         parts = ["", "", ""]
         if mode == "face":
             parts = [f"{median_ms(lambda: facemesh().detect(image)):9.1f}",
-                     f"{median_ms(lambda: _detector_boxes(image)):9.1f}",
+                     f"{median_ms(lambda: detect_face_boxes(image)):9.1f}",
                      f"{median_ms(lambda: refine_eyes(image, result.eyes)):9.1f}"]
         dlib_ms = median_ms(lambda: peer(image))
         totals.setdefault(mode, []).append(total)

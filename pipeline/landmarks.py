@@ -336,6 +336,36 @@ def iris_model() -> IrisModel:
     return IrisModel()
 
 
+class FaceDetectorBackend:
+    """MediaPipe's full-range face detector (faces up to ~5 m), used to count faces. Thread-safe."""
+
+    def __init__(self, min_confidence: float = 0.5) -> None:
+        from mediapipe.python.solutions import face_detection
+
+        self._detector = face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_confidence)
+        self._lock = threading.Lock()
+
+    def boxes(self, image: np.ndarray) -> list[np.ndarray]:
+        """Face boxes (x0, y0, x1, y1) in pixels."""
+        h, w = image.shape[:2]
+        with self._lock:
+            detections = self._detector.process(np.ascontiguousarray(image)).detections or ()
+        out = []
+        for det in detections:
+            b = det.location_data.relative_bounding_box
+            out.append(np.array([b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h]))
+        return out
+
+
+@lru_cache(maxsize=1)
+def face_detector() -> FaceDetectorBackend:
+    return FaceDetectorBackend()
+
+
+def detect_face_boxes(image: np.ndarray) -> list[np.ndarray]:
+    return face_detector().boxes(image)
+
+
 @dataclass(frozen=True)
 class CloseupEye:
     eye: EyeLandmarks
