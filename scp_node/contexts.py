@@ -8,20 +8,22 @@ from pydicom.uid import (
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
+    JPEGLossless,
     JPEGLosslessSV1,
     JPEGLSLossless,
     JPEGLSNearLossless,
+    RLELossless,
 )
 from pynetdicom.presentation import PresentationContext, build_context
 
 from digimask.pipeline.process import SUPPORTED_SOP_CLASSES
 
 VERIFICATION = "1.2.840.10008.1.1"
-# Uncompressed, and the compressed syntaxes that pydicom's installed plugins decode
-# (pylibjpeg-libjpeg: JPEG; pyjpegls: JPEG-LS; pylibjpeg-openjpeg: JPEG 2000).
+# Uncompressed, and the compressed syntaxes that pydicom and its installed plugins decode
+# (pylibjpeg-libjpeg: JPEG; pyjpegls: JPEG-LS; pylibjpeg-openjpeg: JPEG 2000; pydicom itself: RLE).
 ACCEPTED_TRANSFER_SYNTAXES = [
-    ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLosslessSV1,
-    JPEGLSLossless, JPEGLSNearLossless, JPEG2000Lossless, JPEG2000,
+    ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless,
+    JPEGLosslessSV1, JPEGLSLossless, JPEGLSNearLossless, JPEG2000Lossless, JPEG2000, RLELossless,
 ]
 
 

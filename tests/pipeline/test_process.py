@@ -1,6 +1,7 @@
 """The whole pipeline on one instance: output attributes, validity (dciodvfy), fail-closed masking."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -154,3 +155,15 @@ def test_other_accepted_iods_round_trip(kind, astronaut) -> None:
     else:
         assert arr.shape == (32, 48) and (out.BitsAllocated, out.BitsStored, out.PhotometricInterpretation) == (16, 12, "MONOCHROME2")
         assert arr.max() > 255  # written back at the source's depth
+
+
+@pytest.mark.parametrize("tool, args", [("dcmcjpls", []), ("dcmcjpeg", ["+e1"]), ("dcmcrle", [])])
+def test_compressed_transfer_syntaxes_decode(tool, args, instances, tmp_path) -> None:
+    """JPEG-LS, lossless JPEG and RLE inputs (encoded by DCMTK) are decoded by pydicom's plugins."""
+    require(tool)
+    src = tmp_path / f"{tool}.dcm"
+    subprocess.run([tool, *args, str(instances[0]), str(src)], check=True, capture_output=True)
+    ds = read(src)
+    assert ds.file_meta.TransferSyntaxUID.is_compressed
+    out = Processor(settings("pixelate")).process(ds, route=False).dataset
+    assert out.pixel_array.shape == read(instances[0]).pixel_array.shape

@@ -142,3 +142,17 @@ def test_threads_claim_each_instance_once(url, tmp_path) -> None:
     for t in threads:
         t.join()
     assert sorted(claimed) == sorted(set(claimed)) and len(claimed) == 30
+
+
+def test_originals_kept_for_the_retention_period(url, tmp_path) -> None:
+    store = open_store(url, tmp_path / "data")
+    (iid,) = receive(store, 1)
+    store.claim_instance(60)
+    store.processed(iid, b"m", ["A"], pseudo_uid="2.25.1", sop_class_uid="1.2.3", pseudo_patient_id="DM")
+    (d,) = store.claim_deliveries("A", 1, 60)
+    store.delivered(d.id, keep_originals_days=7)
+    original = tmp_path / "data" / store.instance(iid)[0].original_path
+    assert original.exists() and not d.path.exists()  # masked copy gone once confirmed, original kept
+    assert store.purge_originals(7) == 0 and original.exists()
+    assert store.purge_originals(0) == 1 and not original.exists()
+    assert store.instance(iid)[0].original_deleted_at is not None
