@@ -60,6 +60,7 @@ class Embeddings:
 @dataclass(frozen=True)
 class AttackResult:
     rank1: float
+    rank1_ci95: tuple[float, float]  # Wilson score interval
     chance_rank1: float
     verification_rate: float  # genuine pairs accepted at the threshold
     false_match_rate: float  # impostor pairs accepted: the verification rate an unrelated image gets
@@ -110,6 +111,7 @@ def attack(
     imp = np.concatenate(impostor) if impostor else np.empty(0)
     result = AttackResult(
         rank1=_mean(hits),
+        rank1_ci95=wilson_interval(_mean(hits), len(hits)),
         chance_rank1=_mean(chances),
         verification_rate=_mean(gen < threshold),
         false_match_rate=_mean(imp < threshold),
@@ -120,6 +122,15 @@ def attack(
         n_impostor_pairs=len(imp),
     )
     return Attack(result, gen, imp)
+
+
+def wilson_interval(rate: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a rate observed over ``n`` trials (Wilson, JASA 1927;22:209-12)."""
+    if n == 0 or np.isnan(rate):
+        return (float("nan"), float("nan"))
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
 
 
 def rank1_credit(distances: np.ndarray, labels: np.ndarray, truth: object) -> float:

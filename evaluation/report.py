@@ -75,8 +75,9 @@ def markdown(evaluation: Evaluation, pictures: dict) -> str:
         "",
         "## Privacy: re-identification attacks",
         "",
-        "Rank-1 identification rate (chance in brackets); verification = genuine pairs accepted at the "
-        "threshold (false-match rate of impostor pairs, the chance level, in brackets); AUC chance = 0.5.",
+        "Rank-1 identification rate [95% Wilson interval] (chance in brackets); verification = genuine "
+        "pairs accepted at the threshold (false-match rate of impostor pairs, the chance level, in "
+        "brackets); AUC chance = 0.5.",
         "",
         "| masker | rank-1 mask→original | rank-1 mask→mask | rank-1 mask→mask, other sittings "
         "| rank-1 periocular | rank-1 periocular mask→mask | verification | AUC | faces found | not produced |",
@@ -267,7 +268,8 @@ def _reasons(counts: dict[str, int]) -> str:
 
 
 def _rate(result) -> str:
-    return f"{_pct(result.rank1)} ({_pct(result.chance_rank1)})"
+    low, high = result.rank1_ci95
+    return f"{_pct(result.rank1)} [{_pct(low)}–{_pct(high)}] ({_pct(result.chance_rank1)})"
 
 
 def _pct(x: float) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from digimask.evaluation.attacks import DlibResNet, Embeddings, attack, locate, rank1_credit, roc_auc, roc_curve
+from digimask.evaluation.attacks import (
+    DlibResNet, Embeddings, attack, locate, rank1_credit, roc_auc, roc_curve, wilson_interval,
+)
 from digimask.evaluation.landmarks import detect_face
 
 
@@ -27,6 +29,14 @@ def test_roc_curve_ends_at_corners():
     fpr, tpr = roc_curve(np.array([0.1, 0.4]), np.array([0.3, 0.5]))
     assert (fpr[0], tpr[0]) == (0.0, 0.0) and (fpr[-1], tpr[-1]) == (1.0, 1.0)
     assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+
+
+def test_wilson_interval_known_values():
+    # 6 of 6: lower bound n / (n + z^2) = 6 / 9.8416
+    assert wilson_interval(1.0, 6) == (pytest.approx(6 / (6 + 1.96**2)), pytest.approx(1.0))
+    low, high = wilson_interval(0.5, 100)
+    assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
+    assert all(np.isnan(wilson_interval(0.5, 0)))
 
 
 def test_rank1_credit_shares_ties():
