@@ -121,7 +121,8 @@ def test_two_processes_never_send_the_same_delivery(url, tmp_path) -> None:
         p.join(60)
     sent = results[0] + results[1]
     assert sorted(sent) == sorted(set(sent)) and len(sent) == 40
-    assert all(results), "both processes should have won some claims"
+    if url.startswith("postgresql"):  # SQLite's writer lock may let one process win every race: still no duplicate
+        assert all(results), "both processes should have won some claims"
     assert store.counts() == {"done": 40}
 
 
