@@ -41,7 +41,7 @@ DEFAULT_MASKERS = (
 # The acceptance targets for a de-identifying masker that keeps the clinical signs.
 TARGET_MAX_VERIFICATION_RATE = 0.01
 TARGET_MAX_ERROR = {"mrd1_mm": 0.5, "mrd2_mm": 0.5, "gaze_h_deg": 2.0, "gaze_v_deg": 2.0}  # median abs error
-INDEPENDENT = ("dlib_eye_aspect", "dlib_canthal_tilt_deg")  # from dlib's landmarks, see landmarks.eye_openings
+INDEPENDENT = ("dlib_eye_aspect", "dlib_canthal_tilt_deg")  # see landmarks.eye_openings
 ATTACKS = {  # name -> (periocular?, attacker masks the gallery too?, gallery from other sittings only?)
     "mask_to_original": (False, False, False),
     "mask_to_mask": (False, True, False),
@@ -145,7 +145,8 @@ class MaskerResult:
             "auc": m2o.auc,
             "chance_rank1": m2o.chance_rank1,
             "chance_rank1_mask_to_mask": m2m.chance_rank1,
-            "chance_rank1_mask_to_mask_other_sessions": self.attacks["mask_to_mask_other_sessions"].result.chance_rank1,
+            "chance_rank1_mask_to_mask_other_sessions":
+                self.attacks["mask_to_mask_other_sessions"].result.chance_rank1,
             "n_images": self.n_images,
             "n_failed": n_failed,
             "n_not_produced": self.n_not_produced,
@@ -169,7 +170,8 @@ class MaskerResult:
                 None if not r.n_probes else r.rank1 <= chance_upper_bound(r.chance_rank1, r.n_probes)
             )
         vr = self.attacks["mask_to_original"].result.verification_rate
-        out["verification_rate_at_most_1pct"] = None if np.isnan(vr) else bool(vr <= TARGET_MAX_VERIFICATION_RATE)
+        out["verification_rate_at_most_1pct"] = (
+            None if np.isnan(vr) else bool(vr <= TARGET_MAX_VERIFICATION_RATE))
         for m, limit in TARGET_MAX_ERROR.items():
             s = self.fidelity.measurements[m] if self.fidelity else None
             out[f"{m}_median_error_within_{limit:g}"] = None if not s or not s.n else s.median_abs_error <= limit
@@ -236,13 +238,20 @@ def evaluate(
                 continue
             image, face = loaded
             session = f"{entry.identity}/{entry.session}" if entry.session else f"photo {len(subjects)}"
-            subject = Subject(len(subjects), entry.identity, session, face.box, periocular_box(face.points68, image.shape),
-                              _measure(analyser, image, Counter()) if analyser else None,
-                              eye_openings(face.points68))
+            subject = Subject(
+                index=len(subjects),
+                identity=entry.identity,
+                session=session,
+                face_box=face.box,
+                box=periocular_box(face.points68, image.shape),
+                measured=_measure(analyser, image, Counter()) if analyser else None,
+                dlib_measured=eye_openings(face.points68),
+            )
             subjects.append(subject)
             gallery_full.append(recognizer.embed(image, face))
             gallery_peri.append(recognizer.embed(keep_box(image, subject.box), face))
-            on_sheet = len(originals) < sheet_rows and all(subjects[i].identity != entry.identity for i in originals)
+            on_sheet = len(originals) < sheet_rows and all(
+                subjects[i].identity != entry.identity for i in originals)
             if on_sheet:
                 originals[subject.index] = image
             for spec, masker in maskers.items():
@@ -306,7 +315,8 @@ def _mask_one(run: MaskerRun, masker, subject: Subject, image: np.ndarray, face:
     run.dlib_measured.append(eye_openings(aligned.points68) if detected else None)
     run.full.append(recognizer.embed(masked, aligned))
     # the eye region where the attacker finds it (on its own detection, else the original's)
-    run.periocular.append(recognizer.embed(keep_box(masked, periocular_box(aligned.points68, masked.shape)), aligned))
+    eye_region = keep_box(masked, periocular_box(aligned.points68, masked.shape))
+    run.periocular.append(recognizer.embed(eye_region, aligned))
     # only photos whose original was measured are compared: don't measure the others
     run.measured.append(_measure(analyser, masked, run.failures) if subject.measured is not None else None)
 
