@@ -44,9 +44,11 @@ TARGET_MAX_ERROR = {"mrd1_mm": 0.5, "mrd2_mm": 0.5, "gaze_h_deg": 2.0, "gaze_v_d
 INDEPENDENT = ("dlib_eye_aspect", "dlib_canthal_tilt_deg")  # see landmarks.eye_openings
 ATTACKS = {  # name -> (periocular?, attacker masks the gallery too?, gallery from other sittings only?)
     "mask_to_original": (False, False, False),
+    "mask_to_original_other_sessions": (False, False, True),
     "mask_to_mask": (False, True, False),
     "mask_to_mask_other_sessions": (False, True, True),
     "periocular_mask_to_original": (True, False, False),
+    "periocular_mask_to_original_other_sessions": (True, False, True),
     "periocular_mask_to_mask": (True, True, False),
 }
 
@@ -136,6 +138,7 @@ class MaskerResult:
         fid = self.fidelity.to_dict() if self.fidelity else None
         return {
             "rank1_mask_to_original": m2o.rank1,
+            "rank1_mask_to_original_other_sessions": self.attacks["mask_to_original_other_sessions"].result.rank1,
             "rank1_mask_to_mask": m2m.rank1,
             "rank1_mask_to_mask_other_sessions": self.attacks["mask_to_mask_other_sessions"].result.rank1,
             "rank1_periocular": self.attacks["periocular_mask_to_original"].result.rank1,

@@ -27,6 +27,7 @@ def test_the_original_is_fully_identifiable(evaluated):
     assert r["rank1_mask_to_original"] == 1.0
     assert r["rank1_mask_to_mask"] == 1.0  # mirrored and cropped copies of the same photo match
     assert r["rank1_mask_to_mask_other_sessions"] == 1.0  # no sittings named: every photo is its own
+    assert r["rank1_mask_to_original_other_sessions"] == 1.0  # the other copies of the photo match
     assert r["rank1_periocular"] == 1.0
     assert r["verification_rate"] == 1.0 and r["false_match_rate"] == 0.0 and r["auc"] == 1.0
     assert r["face_detected_rate"] == 1.0 and r["n_not_produced"] == 0
