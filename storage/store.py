@@ -79,15 +79,17 @@ class Store:
                 raise
 
     # -- processing ---------------------------------------------------------------------------------
-    def claim_instance(self, lease_s: float) -> Claimed | None:
+    def claim_instance(self, lease_s: float, only_id: int | None = None) -> Claimed | None:
+        """Claim the oldest instance waiting for processing (or ``only_id``, if it is waiting)."""
         now = utcnow()
         with self.sessions() as s:
-            candidates = s.scalars(
-                select(Instance.id).where(or_(
-                    Instance.state == State.RECEIVED,
-                    and_(Instance.state == State.PROCESSING, Instance.lease_until < now),
-                )).order_by(Instance.id).limit(20)
-            ).all()
+            query = select(Instance.id).where(or_(
+                Instance.state == State.RECEIVED,
+                and_(Instance.state == State.PROCESSING, Instance.lease_until < now),
+            ))
+            if only_id is not None:
+                query = query.where(Instance.id == only_id)
+            candidates = s.scalars(query.order_by(Instance.id).limit(20)).all()
             for iid in candidates:
                 taken = s.execute(
                     update(Instance).where(Instance.id == iid, or_(
@@ -147,16 +149,16 @@ class Store:
         return True
 
     # -- forwarding ---------------------------------------------------------------------------------
-    def claim_deliveries(self, destination: str, limit: int, lease_s: float) -> list[ClaimedDelivery]:
+    def claim_deliveries(self, destination: str, limit: int, lease_s: float, only_id: int | None = None) -> list[ClaimedDelivery]:
+        """Claim up to ``limit`` due deliveries to ``destination`` (or just ``only_id``, if due)."""
         now = utcnow()
-        due = or_(
-            and_(Delivery.state == Send.PENDING, Delivery.next_attempt_at <= now),
-            and_(Delivery.state == Send.SENDING, Delivery.lease_until < now),
-        )
+        due = _due(now)
         out: list[ClaimedDelivery] = []
         with self.sessions() as s:
-            ids = s.scalars(select(Delivery.id).where(Delivery.destination == destination, due)
-                            .order_by(Delivery.next_attempt_at, Delivery.id).limit(limit)).all()
+            query = select(Delivery.id).where(Delivery.destination == destination, due)
+            if only_id is not None:
+                query = query.where(Delivery.id == only_id)
+            ids = s.scalars(query.order_by(Delivery.next_attempt_at, Delivery.id).limit(limit)).all()
             for did in ids:
                 taken = s.execute(update(Delivery).where(Delivery.id == did, due).values(
                     state=Send.SENDING, claimed_by=self.node_id, lease_until=now + dt.timedelta(seconds=lease_s))).rowcount
@@ -167,6 +169,20 @@ class Store:
                     out.append(ClaimedDelivery(did, d.instance_id, d.instance.pseudo_uid, d.instance.sop_class_uid,
                                                self.data_dir / d.instance.output_path, d.attempts, d.created_at))
         return out
+
+    def due_work(self, received_before: dt.datetime) -> tuple[list[int], list[tuple[int, str]]]:
+        """Instances waiting since before ``received_before`` and deliveries due now: what a task
+        dispatcher re-announces in case a trigger was lost (claims make duplicates harmless)."""
+        with self.sessions() as s:
+            waiting = s.scalars(select(Instance.id).where(Instance.state == State.RECEIVED,
+                                                          Instance.updated_at < received_before)).all()
+            due = s.execute(select(Delivery.id, Delivery.destination).where(_due(utcnow()))).all()
+            return list(waiting), [(d, dest) for d, dest in due]
+
+    def delivery_ids(self, iid: int) -> list[tuple[int, str]]:
+        with self.sessions() as s:
+            return [(d, dest) for d, dest in s.execute(select(Delivery.id, Delivery.destination)
+                                                        .where(Delivery.instance_id == iid)).all()]
 
     def delivered(self, did: int, keep_originals_days: float) -> None:
         with self.sessions.begin() as s:
@@ -282,6 +298,13 @@ class Store:
 
         with self.sessions() as s:
             return {str(k): v for k, v in s.execute(select(Instance.state, func.count()).group_by(Instance.state)).all()}
+
+
+def _due(now: dt.datetime):  # type: ignore[no-untyped-def]
+    return or_(
+        and_(Delivery.state == Send.PENDING, Delivery.next_attempt_at <= now),
+        and_(Delivery.state == Send.SENDING, Delivery.lease_until < now),
+    )
 
 
 def _short(uid: str) -> str:
