@@ -77,12 +77,7 @@ def test_masks_of_different_people_share_the_template(masked, recogniser):
     assert np.linalg.norm(ea - eb) < SAME_PERSON
 
 
-@pytest.mark.parametrize("name", [
-    "astronaut",
-    pytest.param("grace_hopper", marks=pytest.mark.xfail(
-        reason="measured 0.50-0.52 mm worst MRD on this photo (left MRD2): the refinement loop stalls "
-               "just above the 0.5 mm target; gaze is within 2 deg (docs/digital_mask.md)", strict=False)),
-])
+@pytest.mark.parametrize("name", ["astronaut", "grace_hopper"])
 def test_analysis_measures_the_same_eyes_on_the_mask(masked, name):
     original, result = masked[name]
     fid = fidelity(analyse(original), analyse(result.pixels))
