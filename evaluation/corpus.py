@@ -1,6 +1,7 @@
 """An evaluation corpus: face photographs labelled with the identity of the person shown.
 
-Either a folder with one sub-folder per identity, or a folder holding ``manifest.csv`` with columns
+Photos are ordinary image files or DICOM files (``.dcm``, first frame). Either a folder with one
+sub-folder per identity, or a folder holding ``manifest.csv`` with columns
 ``path,identity`` (paths relative to the folder) and optionally ``session``: photos of one person with
 the same session label were taken at one sitting (frames of one video, say).
 """
@@ -13,7 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dcm"}
+MAX_DICOM_PIXELS = 100_000_000
 MANIFEST = "manifest.csv"
 
 
@@ -64,9 +66,26 @@ def _from_manifest(root: Path, manifest: Path) -> list[Entry]:
 
 
 def read_image(path: Path, max_side: int | None = 1024) -> np.ndarray:
-    """An image as RGB uint8, upright per its EXIF orientation, scaled down to ``max_side``."""
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img).convert("RGB")
-        if max_side and max(img.size) > max_side:
-            img.thumbnail((max_side, max_side), Image.LANCZOS)
-        return np.asarray(img).copy()
+    """An image as RGB uint8 (upright per its EXIF orientation; a DICOM file's first frame), scaled
+    down to ``max_side``. Raises OSError when the file cannot be read as an image."""
+    if Path(path).suffix.lower() == ".dcm":
+        img = Image.fromarray(_dicom_rgb(Path(path)))
+    else:
+        with Image.open(path) as opened:
+            img = ImageOps.exif_transpose(opened).convert("RGB")
+    if max_side and max(img.size) > max_side:
+        img.thumbnail((max_side, max_side), Image.LANCZOS)
+    return np.asarray(img).copy()
+
+
+def _dicom_rgb(path: Path) -> np.ndarray:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    from digimask.pipeline.decode import decode
+    from digimask.pipeline.pixels import MaskingFailed
+
+    try:
+        return decode(pydicom.dcmread(path, force=True), MAX_DICOM_PIXELS).rgb[0]
+    except (InvalidDicomError, MaskingFailed, AttributeError, ValueError) as exc:
+        raise OSError(f"{path.name}: not a decodable DICOM image ({type(exc).__name__})") from None

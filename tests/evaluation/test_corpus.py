@@ -46,3 +46,28 @@ def test_read_image_is_rgb_and_scaled_down(tmp_path):
     image = read_image(tmp_path / "grey.png", max_side=500)
     assert image.shape == (250, 500, 3) and image.dtype == np.uint8
     assert read_image(tmp_path / "grey.png", max_side=None).shape == (1000, 2000, 3)
+
+
+def test_dicom_photos_are_read_from_their_pixel_data(tmp_path, astronaut):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.5.1"  # Ophthalmic Photography 8 Bit
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.Rows, ds.Columns = astronaut.shape[:2]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit, ds.PixelRepresentation = 7, 0
+    ds.PixelData = astronaut.tobytes()
+    (tmp_path / "p1").mkdir()
+    ds.save_as(tmp_path / "p1" / "eye.dcm", enforce_file_format=True)
+    (entry,) = load_corpus(tmp_path)
+    assert entry.path.suffix == ".dcm"
+    assert np.array_equal(read_image(entry.path, max_side=None), astronaut)
+    (tmp_path / "p1" / "broken.dcm").write_bytes(b"not dicom at all")
+    with pytest.raises(OSError):
+        read_image(tmp_path / "p1" / "broken.dcm")
