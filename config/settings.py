@@ -201,6 +201,18 @@ class Pipeline(_Strict):
     multiple_faces: Literal["largest", "reject"] = "largest"
 
 
+class Scale(_Strict):
+    """Scale-out: dispatch processing and sending as Celery tasks to ``digimask worker`` processes.
+
+    Empty ``celery_broker_url``: the embedded default (a pipeline process beside the SCP). The database
+    stays the durable record either way; tasks are triggers, and claims make duplicates harmless.
+    """
+
+    celery_broker_url: str = ""  # e.g. "redis://127.0.0.1:6379/0"
+    queue: str = Field("digimask", min_length=1)
+    sweep_interval_s: float = Field(10, gt=0)  # re-announce work whose trigger may have been lost
+
+
 class Settings(_Strict):
     node: Node
     storage: Storage = Storage()
@@ -208,6 +220,7 @@ class Settings(_Strict):
     pixels: Pixels = Pixels()
     pipeline: Pipeline = Pipeline()
     retry: Retry = Retry()
+    scale: Scale = Scale()
     destinations: list[Destination] = []
     routes: list[Route] = []
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 from pynetdicom import AE, evt
 
-from digimask.config.settings import Destination, Node, Retry
+from digimask.config.settings import Destination, Node, Retry, Settings
 from digimask.scp_node.contexts import scu_contexts
 from digimask.scp_node.tls import client_context
 from digimask.storage.models import utcnow
-from digimask.storage.store import ClaimedDelivery
+from digimask.storage.store import ClaimedDelivery, Store
 
 log = logging.getLogger(__name__)
 _STORED = {0x0000, 0xB000, 0xB006, 0xB007}  # Success and the Warnings that mean "stored"
@@ -70,6 +70,18 @@ def send_batch(node: Node, dest: Destination, items: list[ClaimedDelivery]) -> l
         if assoc.is_established:
             assoc.release()
     return outcomes
+
+
+def settle(store: Store, settings: Settings, dest: Destination, outcome: Outcome) -> dt.datetime | None:
+    """Record one send's outcome; returns when to try again (``None``: delivered, or given up)."""
+    if outcome.ok:
+        store.delivered(outcome.delivery.id, settings.storage.keep_originals_days)
+        return None
+    when = next_attempt(outcome.delivery, settings.retry)
+    store.send_failed(outcome.delivery.id, outcome.error, when)
+    log.warning("delivery %s to %s failed (%s); %s", outcome.delivery.id, dest.name, outcome.error,
+                f"retry at {when:%H:%M:%S}" if when else "giving up (max age)")
+    return when
 
 
 def next_attempt(item: ClaimedDelivery, retry: Retry, now: dt.datetime | None = None) -> dt.datetime | None:

@@ -10,6 +10,8 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from pynetdicom import AE, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -17,11 +19,14 @@ from digimask.config.settings import Destination, Settings
 from digimask.pipeline.pseudonym import Pseudonymizer
 from digimask.pipeline.runner import ProcessWorker
 from digimask.scp_node.contexts import scp_contexts
-from digimask.scp_node.forward import next_attempt, send_batch, set_nodelay
+from digimask.scp_node.forward import send_batch, set_nodelay, settle
 from digimask.scp_node.receive import handle_echo, handle_store
 from digimask.scp_node.tls import server_context
 from digimask.storage import db
 from digimask.storage.store import Store
+
+if TYPE_CHECKING:
+    from digimask.scp_node.tasks import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +57,7 @@ class Sender(threading.Thread):
         if not items:
             return 0
         for outcome in send_batch(self.settings.node, self.dest, items):
-            if outcome.ok:
-                self.store.delivered(outcome.delivery.id, self.settings.storage.keep_originals_days)
-            else:
-                when = next_attempt(outcome.delivery, self.settings.retry)
-                self.store.send_failed(outcome.delivery.id, outcome.error, when)
-                log.warning("delivery %s to %s failed (%s); %s", outcome.delivery.id, self.dest.name, outcome.error,
-                            f"retry at {when:%H:%M:%S}" if when else "giving up (max age)")
+            settle(self.store, self.settings, self.dest, outcome)
         return len(items)
 
 
@@ -118,13 +117,23 @@ class DigimaskNode:
         self._stop = self._mp.Event()
         self._child: BaseProcess | None = None
         self._watchdog: threading.Thread | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._local_stop = threading.Event()
         self.server: ThreadedAssociationServer | None = None
 
     def start(self) -> None:
         s = self.settings
-        self._start_pipeline()
-        self._watchdog = threading.Thread(target=self._watch, name="watchdog", daemon=True)
-        self._watchdog.start()
+        if s.scale.celery_broker_url:  # scale-out: `digimask worker` processes run the pipeline
+            from digimask.scp_node.tasks import Dispatcher
+
+            self.store.recover()
+            self._dispatcher = Dispatcher(self.store, s, self._local_stop)
+            self._dispatcher.start()
+            threading.Thread(target=_housekeeping, args=(self.store, s, self._local_stop), daemon=True).start()
+        else:
+            self._start_pipeline()
+            self._watchdog = threading.Thread(target=self._watch, name="watchdog", daemon=True)
+            self._watchdog.start()
         self.server = self._start_scp()
         log.info("digimask listening on %s:%d as %s (node %s)", s.node.host, s.node.port, s.node.ae_title, s.node.node_id)
 
@@ -152,7 +161,8 @@ class DigimaskNode:
         pseudo = Pseudonymizer(s.deid.key(), s.deid.uid_root)
         handlers = [
             (evt.EVT_C_ECHO, handle_echo),
-            (evt.EVT_C_STORE, handle_store, [open_store(s, busy_timeout_s=0.001), pseudo]),
+            (evt.EVT_C_STORE, handle_store, [open_store(s, busy_timeout_s=0.001), pseudo,
+                                             self._dispatcher.announce if self._dispatcher else None]),
             (evt.EVT_CONN_OPEN, set_nodelay),
         ]
         ssl_ctx = server_context(s.node.tls) if s.node.tls else None
@@ -172,6 +182,7 @@ class DigimaskNode:
     def stop(self) -> None:
         if self.server is not None:
             self.server.shutdown()
+        self._local_stop.set()
         self._stop.set()
         if self._child is not None:
             self._child.join(timeout=60)

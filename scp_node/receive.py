@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from pynetdicom.events import Event
 
@@ -20,7 +21,7 @@ def handle_echo(event: Event) -> int:
     return SUCCESS
 
 
-def handle_store(event: Event, store: Store, pseudo: Pseudonymizer) -> int:
+def handle_store(event: Event, store: Store, pseudo: Pseudonymizer, announce: Callable[[int], None] | None = None) -> int:
     """Return Success only once the instance is fsynced on disk and committed in the database.
 
     Statuses: 0x0000 Success; 0x0122 SOP Class not supported; 0xA700 Out of Resources (disk or
@@ -39,4 +40,6 @@ def handle_store(event: Event, store: Store, pseudo: Pseudonymizer) -> int:
         log.exception("could not store an instance from %s; replied Out of Resources", calling)
         return OUT_OF_RESOURCES
     log.info("received instance %s (%s) from %s", iid, pseudo_uid[-12:], calling)
+    if announce is not None:
+        announce(iid)
     return SUCCESS

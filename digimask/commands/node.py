@@ -1,4 +1,4 @@
-"""Administrator commands for the node: serve, check-config, echo, deid, queue, quarantine."""
+"""Administrator commands for the node: serve, worker, check-config, echo, deid, queue, quarantine."""
 from __future__ import annotations
 
 import argparse
@@ -49,6 +49,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     stopped.wait()
     node.stop()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A Celery worker for scale-out (``scale.celery_broker_url``): runs the pipeline and the senders."""
+    s = _settings(args.config)
+    if s is None:
+        return 2
+    if not s.scale.celery_broker_url:
+        print("scale.celery_broker_url is not set: the node runs its pipeline itself (no workers needed)", file=sys.stderr)
+        return 2
+    from digimask.scp_node.tasks import configure
+
+    # threads, not forked processes: a GL context must never cross a fork, and each thread owns its own
+    configure(s).worker_main(["worker", "--pool=threads", f"--concurrency={s.pipeline.workers}",
+                              "-Q", s.scale.queue, "--loglevel=INFO", "--without-gossip", "--without-mingle"])
     return 0
 
 
@@ -159,6 +175,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         return p
 
     p = add("serve", cmd_serve, "run the node (Storage SCP, pipeline, forwarding)")
+    p.add_argument("--config", type=Path, required=True, help=CONFIG_HELP)
+    p = add("worker", cmd_worker, "run a scale-out worker (Celery) for a node with scale.celery_broker_url")
     p.add_argument("--config", type=Path, required=True, help=CONFIG_HELP)
     p = add("check-config", cmd_check_config, "validate a configuration file; exit 2 with the reasons if invalid")
     p.add_argument("config", type=Path)
