@@ -97,18 +97,18 @@ def markdown(evaluation: Evaluation, pictures: dict) -> str:
         "",
         "Verification = genuine pairs accepted at the recognizer's threshold (the false-match rate of "
         "impostor pairs, the chance level, in brackets); AUC chance = 0.5; faces found = masked photos in "
-        "which the attacker's detector found a face by itself.",
+        "which the attacker's detector found a face by itself; time = median seconds to mask one photo.",
         "",
         "| masker | verification mask→original | AUC mask→original | verification mask→mask | AUC mask→mask "
-        "| faces found | not produced |",
-        "|---|---|---|---|---|---|---|",
+        "| faces found | not produced | time s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for spec, r in evaluation.maskers.items():
         m2o, m2m = r.attacks["mask_to_original"].result, r.attacks["mask_to_mask"].result
         lines.append(
             f"| {spec} | {_pct(m2o.verification_rate)} ({_pct(m2o.false_match_rate)}) | {_num(m2o.auc, 3)} "
             f"| {_pct(m2m.verification_rate)} ({_pct(m2m.false_match_rate)}) | {_num(m2m.auc, 3)} "
-            f"| {_pct(r.face_detected_rate)} | {r.n_not_produced}/{r.n_images} |"
+            f"| {_pct(r.face_detected_rate)} | {r.n_not_produced}/{r.n_images} | {_num(r.median_mask_seconds, 3)} |"
         )
     lines += ["", f"![ROC curves]({pictures['roc']})", "", "## Clinical fidelity", ""]
     if not any(r.fidelity for r in evaluation.maskers.values()):

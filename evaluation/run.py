@@ -5,6 +5,7 @@ import datetime as dt
 import json
 import logging
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -116,6 +117,7 @@ class MaskerRun:
     measured: list[dict[str, float] | None] = field(default_factory=list)
     dlib_measured: list[dict[str, float] | None] = field(default_factory=list)  # None: no face detected
     failures: Counter = field(default_factory=Counter)  # reason -> count (never PHI)
+    seconds: list[float] = field(default_factory=list)  # time to mask each photo
     samples: dict[int, np.ndarray] = field(default_factory=dict)  # subject index -> masked image
 
 
@@ -126,6 +128,7 @@ class MaskerResult:
     n_images: int
     n_not_produced: int
     face_detected_rate: float
+    median_mask_seconds: float
     attacks: dict[str, Attack]
     fidelity: fidelity.Fidelity | None
     independent: fidelity.Fidelity  # lid aperture and canthal tilt from dlib's landmarks
@@ -154,6 +157,7 @@ class MaskerResult:
             "n_failed": n_failed,
             "n_not_produced": self.n_not_produced,
             "face_detected_rate": self.face_detected_rate,
+            "median_mask_seconds": self.median_mask_seconds,
             "cleans_recognizable_features": self.cleans_recognizable_features,
             "measurements": fid["measurements"] if fid else {},
             "fidelity": fid,
@@ -305,7 +309,9 @@ def _load(entry: Entry, max_side: int | None, skipped: Counter) -> tuple[np.ndar
 
 def _mask_one(run: MaskerRun, masker, subject: Subject, image: np.ndarray, face: Face, recognizer, analyser,
               keep_sample: bool) -> None:
+    start = time.perf_counter()
     masked = _apply(masker, image, run.failures)
+    run.seconds.append(time.perf_counter() - start)
     run.produced.append(masked is not None)
     if masked is None:
         run.measured.append(None)
@@ -371,6 +377,7 @@ def _score(run: MaskerRun, subjects, originals, originals_peri, recognizer, anal
         n_images=len(subjects),
         n_not_produced=run.produced.count(False),
         face_detected_rate=float(np.mean(run.detected)) if run.detected else float("nan"),
+        median_mask_seconds=float(np.median(run.seconds)) if run.seconds else float("nan"),
         attacks=attacks,
         fidelity=fid,
         independent=fidelity.compare([s.dlib_measured for s in subjects], run.dlib_measured, run.produced,

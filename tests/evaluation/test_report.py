@@ -12,7 +12,7 @@ def test_report_has_tables_and_pictures(evaluated, masker_specs):
     for spec in masker_specs:
         assert f"| {spec} |" in report
     assert "| original | " + " | ".join(["100.0% [61.0%–100.0%] (50.0%)"] * 7) + " |" in report
-    assert "| original | 100.0% (0.0%) | 1.000 | 100.0% (0.0%) | 1.000 | 100.0% | 0/6 |" in report
+    assert "| original | 100.0% (0.0%) | 1.000 | 100.0% (0.0%) | 1.000 | 100.0% | 0/6 | " in report
     assert "![ROC curves](roc.png)" in report and "contact_sheet.png" in report
     for name in ("roc.png", "contact_sheet.png"):
         with Image.open(out / name) as img:
