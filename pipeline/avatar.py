@@ -58,12 +58,20 @@ def margin_template(eye: EyeTemplate, tpl: Template, t: np.ndarray, upper: bool)
     return np.stack([np.interp(t, ts, pts[:, i]) for i in range(3)], axis=-1)
 
 
+def eyeball_center(p: torch.Tensor, center: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    """The globe follows the mean of the two canthus shifts (the whole eye moves together), model mm."""
+    mean = 0.5 * (p[..., 0:2] + p[..., 2:4])
+    shift = torch.stack([mean[..., 0] * sign, mean[..., 1], torch.zeros_like(mean[..., 0])], dim=-1)
+    return center + shift
+
+
 def lid_points(p: torch.Tensor, t: torch.Tensor, base: torch.Tensor, sign: torch.Tensor, center: torch.Tensor,
                upper: bool) -> torch.Tensor:
     """Displaced margin points ``(..., K, 3)`` for eye vectors ``p (..., 13)`` at ``t (K,)`` from ``base (K, 3)``.
 
-    ``sign`` is the eye's lateral direction along model x; ``center`` its eyeball centre.
+    ``sign`` is the eye's lateral direction along model x; ``center`` the template's eyeball centre.
     """
+    center = eyeball_center(p, center, sign)
     tt = t[:, None]
     shift = (1 - tt) * p[..., None, 0:2] + tt * p[..., None, 2:4]  # (..., K, 2) lateral, up
     coef = p[..., 4:7] if upper else p[..., 7:10]
@@ -81,8 +89,12 @@ def _sphere_height(xy: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
     return torch.sqrt((r2 - d2).clamp(min=0.12 * r2))
 
 
-def limbus(p: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
-    """Limbus centre and 4 rim points (right, up, left, down of the optical axis), model mm ``(..., 5, 3)``."""
+def limbus(p: torch.Tensor, center: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    """Limbus centre and 4 rim points (right, up, left, down of the optical axis), model mm ``(..., 5, 3)``.
+
+    ``center`` is the template's eyeball centre (moved here by the canthus shifts).
+    """
+    center = eyeball_center(p, center, sign)
     r = p[..., 12].clamp(0.5, EYEBALL_RADIUS_MM * 0.95)
     depth = torch.sqrt(EYEBALL_RADIUS_MM**2 - r**2)
     rot = rotation(p[..., 10], p[..., 11], torch.zeros_like(r))  # columns: rotated x, y, z axes
@@ -117,4 +129,14 @@ def deformed_vertices(tpl: Template, eyes: dict[str, torch.Tensor]) -> torch.Ten
         weights = torch.as_tensor(eye.region_weights, dtype=f64)
         verts = verts + warp
         verts[eye.region_idx] = verts[eye.region_idx] + weights @ torch.cat(own)
+        verts[eye.warp_idx] = _outside_globe(verts[eye.warp_idx], eyeball_center(p, center, sign))
     return verts
+
+
+def _outside_globe(points: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+    """Skin pushed forward where a large canthus shift slid deeper skin over the eyeball."""
+    r2 = (EYEBALL_RADIUS_MM + 0.3) ** 2
+    front = center[2] + torch.sqrt((r2 - ((points[:, :2] - center[:2]) ** 2).sum(-1)).clamp(min=0))
+    inside = ((points - center) ** 2).sum(-1) < r2
+    z = torch.where(inside & (points[:, 2] < front), front, points[:, 2])
+    return torch.cat([points[:, :2], z[:, None]], dim=1)

@@ -3,13 +3,14 @@
 No identity shape is fitted: the template never changes. Two batched Levenberg-Marquardt problems:
 
 1. Head pose (6): face mode fits the template's FaceMesh points to the detected ones (eye contours left
-   out, they belong to step 2); close-up mode fits roll and translation to the canthi, head frontal.
+   out, they belong to step 2; mouth and jaw left out, they move with expression); close-up mode fits
+   roll and translation to the canthi, head frontal.
 2. Eyes (13 each, all eyes of the batch together): canthus shifts, lid sine coefficients, gaze and iris
    radius, so the projected canthi, lid contours (sampled at fixed fractions between the canthi), limbus
    centre and limbus radius land on the patient's. Lid residuals are point-to-curve: a projected model
    lid point is compared with the patient's lid height at the same position along the patient's canthal
    axis, so the contours may slide along each other. Close-ups keep the canthus shifts at zero (the
-   pose already places the canthi).
+   pose already places the canthi). Eye vectors stay inside anatomical bounds (``EYE_LOWER/UPPER``).
 
 Runs on CUDA when available, else CPU, in float64.
 """
@@ -34,9 +35,13 @@ FOCAL_FACTOR = 1.5  # assumed focal length / longer image side (photos carry no 
 _EYE_CONTOURS = sorted({i for eye in FACEMESH_EYES.values() for k in ("upper", "lower", "iris") for i in eye[k]})
 _POSE_WEIGHT = np.ones(468)
 _POSE_WEIGHT[[i for i in _EYE_CONTOURS if i < 468]] = 0.0
+_JAW_BELOW_MM = -25.0  # canonical y: mouth and jaw move with expression (an open mouth tilts the fit)
 # Residual weights (pixels are the unit) and priors (per mm / degree), chosen so landmarks dominate.
 _W_CANTHUS, _W_LID, _W_IRIS, _W_RADIUS = 2.0, 1.0, 3.0, 3.0
 _PRIOR = np.array([0.05] * 4 + [0.02] * 6 + [0.002, 0.002, 0.01])
+# Anatomical bounds of the eye vector (mm, degrees): a fit never leaves them.
+EYE_LOWER = np.array([-6.0] * 4 + [-8.0, -3.0, -3.0, -6.0, -3.0, -3.0, -40.0, -35.0, 4.0])
+EYE_UPPER = np.array([6.0] * 4 + [8.0, 3.0, 3.0, 6.0, 3.0, 3.0, 40.0, 35.0, 7.5])
 
 
 def device() -> torch.device:
@@ -94,8 +99,11 @@ def _cam_tensor(cams: Sequence[Camera], dev: torch.device) -> torch.Tensor:
 
 
 def levenberg_marquardt(residual, p0: torch.Tensor, data: tuple[torch.Tensor, ...], free: torch.Tensor,
-                        iterations: int = 20, tol: float = 1e-7) -> torch.Tensor:
+                        iterations: int = 20, tol: float = 1e-7,
+                        bounds: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
     """Minimise ``sum(residual(p, *data)**2)`` for each batch row; ``free`` masks the fitted entries.
+
+    ``bounds`` (lower, upper) are enforced by projecting each trial step onto the box.
 
     The Jacobian comes from forward differences evaluated in one batched call (cheaper on CPU than
     forward-mode autodiff for these small problems, and exact enough in float64).
@@ -118,6 +126,8 @@ def levenberg_marquardt(residual, p0: torch.Tensor, data: tuple[torch.Tensor, ..
         diag = torch.diagonal(jtj, dim1=1, dim2=2)
         a = jtj + lam[:, None, None] * (diag[:, :, None] * eye + 1e-9 * eye) + (1 - free)[:, :, None] * eye
         trial = p - torch.linalg.solve(a, g[..., None])[..., 0] * free
+        if bounds is not None:
+            trial = trial.clamp(torch.as_tensor(bounds[0]).to(trial), torch.as_tensor(bounds[1]).to(trial))
         r_trial = res(trial, *data)
         cost_trial = (r_trial**2).sum(1)
         better = cost_trial < cost
@@ -143,7 +153,8 @@ def _fit_heads(analyses: Sequence[Analysis], cameras: Sequence[Camera], dev: tor
     for a, cam in zip(analyses, cameras):
         if a.mode == "face" and a.face_landmarks is not None:
             target = np.asarray(a.face_landmarks[:468, :2], dtype=float)
-            model, weight = tpl.landmarks.astype(float), _POSE_WEIGHT
+            model = tpl.landmarks.astype(float)
+            weight = _POSE_WEIGHT * (model[:, 1] > _JAW_BELOW_MM)
             pose = a.head_pose
             angles = (pose.yaw_deg, pose.pitch_deg, pose.roll_deg) if pose else (0.0, 0.0, 0.0)
             mask = np.ones(6)
@@ -239,7 +250,7 @@ def _eye_residual(p, head, cam, sign, center, corners, base_upper, base_lower, t
         avatar.lid_points(p, ends, corners, sign, center, True),
         avatar.lid_points(p, t, base_upper, sign, center, True),
         avatar.lid_points(p, t, base_lower, sign, center, False),
-        avatar.limbus(p, center),
+        avatar.limbus(p, center, sign),
     ])
     proj = avatar.project(avatar.to_camera(pts, head), cam)
     iris, rim = proj[2 + 2 * k], proj[3 + 2 * k:]
@@ -270,5 +281,6 @@ def _fit_eyes(problems: list[_EyeProblem], heads: list[np.ndarray], cams: list[C
         t([q.corners for q in problems]), t([q.base_upper for q in problems]), t([q.base_lower for q in problems]),
         t([q.target for q in problems]), t([q.lids for q in problems]),
     )
-    p = levenberg_marquardt(_eye_residual, t([q.p0 for q in problems]), data, t([q.free for q in problems]), 15)
+    p = levenberg_marquardt(_eye_residual, t([q.p0 for q in problems]), data, t([q.free for q in problems]), 15,
+                            bounds=(EYE_LOWER, EYE_UPPER))
     return list(p.cpu().numpy())

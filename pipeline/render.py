@@ -70,7 +70,7 @@ def build_scene(params: AvatarParams) -> Scene:
         sock_v, sock_f, sock_uv = socket_mesh()
         for side, eye in tpl.eyes.items():
             p = eyes[side]
-            center = torch.as_tensor(eye.eyeball_center)
+            center = avatar.eyeball_center(p, torch.as_tensor(eye.eyeball_center), torch.tensor(eye.sign))
             dirs, faces, uv = eyeball_mesh(round(float(p[12]), 4))
             gaze_rot = avatar.rotation(p[10], p[11], torch.zeros(()))
             d = torch.as_tensor(dirs, dtype=torch.float64) @ gaze_rot.T

@@ -22,6 +22,9 @@ TEMPLATE_ID = "mediapipe-canonical-face"
 TEMPLATE_VERSION = 1
 SIDES = ("right", "left")
 EYEBALL_RADIUS_MM = 12.0
+# The pupil sits above the canthal line in most people (the analysis reads about +10 deg of vertical gaze
+# on frontal photos); a centred eyeball read +4-5 deg and had to roll up under the lid to match.
+EYEBALL_RAISE_MM = 2.0
 IRIS_RADIUS_MM = 5.85  # half the adult horizontal visible iris diameter
 PUPIL_FRACTION = 0.36  # pupil radius / iris radius (neutral, mid-dilated)
 SKIN_RGB = (198, 154, 128)
@@ -146,8 +149,9 @@ def _boundary_loop_through(faces: np.ndarray, vertex: int) -> list[int]:
 
 
 def _eyeball_center(margin: np.ndarray) -> np.ndarray:
-    """Centre of the eyeball: behind the opening's middle, its surface 0.3 mm behind the nearest lid point."""
-    xy = 0.5 * (margin.min(0) + margin.max(0))[:2]
+    """Centre of the eyeball: behind the opening's middle, raised ``EYEBALL_RAISE_MM``, its surface 0.3 mm
+    behind the nearest lid point."""
+    xy = 0.5 * (margin.min(0) + margin.max(0))[:2] + np.array([0.0, EYEBALL_RAISE_MM])
     lo, hi = margin[:, 2].max() - 3 * EYEBALL_RADIUS_MM, margin[:, 2].max()
     for _ in range(50):  # bisection on depth: nearest margin point at radius + 0.3 mm
         z = 0.5 * (lo + hi)

@@ -39,7 +39,7 @@ def _synthetic(head: Head, eyes: dict[str, Eye], size=(1024, 768), closeup=False
         for upper in (True, False):
             base = torch.as_tensor(avatar.margin_template(et, tpl, t, upper))
             lids.append(px(avatar.lid_points(p, torch.as_tensor(t), base, sign, centre, upper))[::-1])
-        limbus = px(avatar.limbus(p, centre))
+        limbus = px(avatar.limbus(p, centre, sign))
         radius = float(np.linalg.norm(limbus[1:] - limbus[0], axis=1).mean())
         found[side] = EyeLandmarks(side, lids[0], lids[1], lids[0][-1], lids[0][0], limbus[0], radius, limbus[1:])
     pose = None if closeup else HeadPose(head.yaw_deg, head.pitch_deg, head.roll_deg)
@@ -90,8 +90,8 @@ def test_params_of_a_real_photo_hold_no_landmarks(astronaut):
     h = torch.tensor([p.head.yaw_deg, p.head.pitch_deg, p.head.roll_deg, *p.head.translation_mm], dtype=torch.float64)
     c = torch.tensor([p.camera.focal_px, p.camera.cx, p.camera.cy], dtype=torch.float64)
     for side, e in p.eyes.items():
-        centre = torch.as_tensor(tpl.eyes[side].eyeball_center)
-        limbus = avatar.limbus(torch.tensor(e.as_vector(), dtype=torch.float64), centre)
+        centre, sign = torch.as_tensor(tpl.eyes[side].eyeball_center), torch.tensor(tpl.eyes[side].sign)
+        limbus = avatar.limbus(torch.tensor(e.as_vector(), dtype=torch.float64), centre, sign)
         iris = avatar.project(avatar.to_camera(limbus, h), c)[0].numpy()
         assert np.linalg.norm(iris - a.eyes[side].iris_center) < 1.0
     d = p.to_dict()

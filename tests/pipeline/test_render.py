@@ -32,7 +32,7 @@ def _pupil_px(params: AvatarParams, side: str) -> np.ndarray:
     head = torch.tensor([h.yaw_deg, h.pitch_deg, h.roll_deg, *h.translation_mm], dtype=torch.float64)
     cam = torch.tensor([params.camera.focal_px, params.camera.cx, params.camera.cy], dtype=torch.float64)
     p = torch.tensor(params.eyes[side].as_vector(), dtype=torch.float64)
-    limbus = avatar.limbus(p, torch.as_tensor(tpl.eyes[side].eyeball_center))
+    limbus = avatar.limbus(p, torch.as_tensor(tpl.eyes[side].eyeball_center), torch.tensor(tpl.eyes[side].sign))
     return avatar.project(avatar.to_camera(limbus, head), cam)[0].numpy()
 
 
