@@ -5,6 +5,7 @@ Relative paths are resolved against the directory of the configuration file.
 """
 from __future__ import annotations
 
+import inspect
 import re
 import secrets
 import socket
@@ -119,7 +120,7 @@ class Deid(_Strict):
 
 
 class Pixels(_Strict):
-    masker: str = "blank"
+    masker: str = "digital_mask"
     options: dict[str, Any] = {}
     on_failure: Literal["quarantine", "blank"] = "quarantine"
 
@@ -131,6 +132,16 @@ class Pixels(_Strict):
         if v not in MASKERS:
             raise ValueError(f"unknown masker {v!r}; known: {', '.join(sorted(MASKERS))}")
         return v
+
+    @model_validator(mode="after")
+    def _options_fit(self) -> "Pixels":
+        from digimask.pipeline.pixels import masker_factory
+
+        try:
+            inspect.signature(masker_factory(self.masker)).bind(**self.options)
+        except TypeError as exc:
+            raise ValueError(f"options for masker {self.masker!r}: {exc}") from None
+        return self
 
 
 class Destination(_Strict):
@@ -198,7 +209,6 @@ class Pipeline(_Strict):
     workers: int = Field(1, ge=1, le=64)
     poll_interval_s: float = Field(0.2, gt=0)
     lease_s: float = Field(300, gt=0)  # a claim older than this is taken over (crashed node)
-    multiple_faces: Literal["largest", "reject"] = "largest"
 
 
 class Scale(_Strict):

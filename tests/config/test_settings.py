@@ -40,6 +40,7 @@ def test_example_is_complete_and_valid() -> None:
     (minimal(deid={"secret": "k", "options": ["retain_longitudinal_full_dates", "retain_longitudinal_modified_dates"]}),
      "choose at most one"),
     (minimal(pixels={"masker": "sunglasses"}), "pixels.masker: unknown masker 'sunglasses'"),
+    (minimal(pixels={"masker": "blur", "options": {"sigma": 3}}), "pixels: options for masker 'blur': got an unexpected keyword"),
     (minimal(routes=[{"name": "r", "destinations": ["NOPE"]}]), "routes.0.destinations: unknown destination 'NOPE'"),
     (minimal(routes=[{"name": "r", "destinations": ["X"], "match": {"tags": [{"tag": "NoSuchKeyword", "equals": "a"}]}}],
              destinations=[{"name": "X", "ae_title": "X", "host": "h", "port": 1}]), "unknown attribute 'NoSuchKeyword'"),

@@ -184,3 +184,31 @@ def test_two_nodes_share_postgresql_without_double_forwarding(sample, orthanc, t
         finally:
             for node in nodes:
                 node.kill(signal.SIGTERM)
+
+
+def test_digital_mask_through_the_node(orthanc, astronaut, tmp_path) -> None:
+    """The default masker end to end: the avatar reaches the PACS with its parameters; a photo without a
+    face is quarantined, never forwarded."""
+    from digimask.pipeline import private_block
+    from digimask.pipeline.digital_mask import render_params
+
+    face = f.save(f.op8("dm-face", astronaut), tmp_path / "face.dcm")
+    no_face = f.save(f.op8("dm-coffee", skdata.coffee()), tmp_path / "coffee.dcm")
+    node = start_node(tmp_path, orthanc, masker="digital_mask")
+    try:
+        assert storescu(node.port, [face, no_face]).returncode == 0
+        (out,) = wait_arrivals(orthanc, 1, timeout=180).values()
+        store = open_store(load(node.config))
+        wait_for(lambda: store.counts() == {"done": 1, "quarantined": 1}, 60, "one forwarded, one quarantined")
+    finally:
+        node.kill(signal.SIGTERM)
+    (quarantined,) = store.instances(State.QUARANTINED)
+    assert "no face" in quarantined.reason
+    schema, masker, params = private_block.read(out)
+    assert masker == "digital_mask" and schema == params["schema"]
+    assert np.array_equal(render_params(params), out.pixel_array)  # the block alone re-creates the image
+    assert out.RecognizableVisualFeatures == "NO"
+    target = tmp_path / "dm.dcm"
+    out.save_as(target, enforce_file_format=True)
+    assert dciodvfy_errors(target) == []
+    assert len(orthanc.instances()) == 1  # the coffee photo never left
