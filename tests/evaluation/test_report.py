@@ -38,3 +38,15 @@ def test_summary_table_has_a_row_per_masker(evaluated, masker_specs):
     original = rows[0].split(" | ")
     assert original[1] == "100.0% (50.0%)" and original[-1] == "0/6 |"
     assert "commit" in summary
+
+
+def test_without_fidelity_the_report_says_so(evaluated, run_command, tmp_path):
+    corpus = evaluated[0].parent / "corpus"
+    argv = ["evaluate", str(corpus), "-o", str(tmp_path), "--no-progress", "--no-fidelity", "--maskers", "original"]
+    assert run_command(argv) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    original = results["maskers"]["original"]
+    assert original["fidelity"] is None and original["measurements"] == {}
+    assert original["rank1_mask_to_original"] == 1.0 and original["n_failed"] == 0
+    assert "Not measured" in (tmp_path / "report.md").read_text()
+    assert not list(tmp_path.glob("bland_altman_*.png"))
