@@ -93,8 +93,20 @@ def cohens_kappa(a: Sequence[str], b: Sequence[str]) -> float:
 class ErrorSummary:
     n: int
     median_abs_error: float
+    median_ci95: tuple[float, float]  # percentile bootstrap
     p95_abs_error: float
     bland_altman: BlandAltman
+
+
+def bootstrap_median_ci(values: np.ndarray, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the median (Efron & Tibshirani 1993); fixed seed, so a
+    report is reproducible."""
+    if values.size == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    medians = np.median(rng.choice(values, size=(n_resamples, values.size), replace=True), axis=1)
+    low, high = np.percentile(medians, [2.5, 97.5])
+    return (float(low), float(high))
 
 
 @dataclass(frozen=True)
@@ -155,6 +167,7 @@ def compare(
         summaries[name] = ErrorSummary(
             n=int(err.size),
             median_abs_error=float(np.median(err)) if err.size else float("nan"),
+            median_ci95=bootstrap_median_ci(err),
             p95_abs_error=float(np.percentile(err, 95)) if err.size else float("nan"),
             bland_altman=bland_altman(ref_values, test_values),
         )

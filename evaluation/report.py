@@ -115,8 +115,9 @@ def markdown(evaluation: Evaluation, pictures: dict) -> str:
         lines += [f"Not measured: {meta['fidelity']}.", ""]
     else:
         lines += [
-            "Absolute error of the masked image's measurement against the original's: median / 95th "
-            "percentile (mm for MRD and fissure, degrees for angles); κ = Cohen's kappa on lid "
+            "Absolute error of the masked image's measurement against the original's: median [95% "
+            "bootstrap interval] / 95th percentile (mm for MRD and fissure, degrees for angles); κ = Cohen's "
+            "kappa on lid "
             "(ptosis/normal/retraction) and gaze (primary/deviated) categories; failed = could not be "
             "produced or measured.",
             "",
@@ -127,11 +128,7 @@ def markdown(evaluation: Evaluation, pictures: dict) -> str:
             f = r.fidelity
             if f is None:
                 continue
-            cells = [
-                f"{_num(f.measurements[m].median_abs_error)} / {_num(f.measurements[m].p95_abs_error)}"
-                if f.measurements[m].n else "–"
-                for m in TABLED
-            ]
+            cells = [_error(f.measurements[m]) if f.measurements[m].n else "–" for m in TABLED]
             lines.append(f"| {spec} | {f.n_failed}/{f.n_images} | " + " | ".join(cells)
                          + f" | {_num(f.kappa['lid'])} | {_num(f.kappa['gaze'])} |")
         lines += ["", "Bland-Altman bias [95% limits of agreement], masked − original:", "",
@@ -282,6 +279,11 @@ def _jsonable(value):
 
 def _reasons(counts: dict[str, int]) -> str:
     return " (" + "; ".join(f"{n}× {why}" for why, n in sorted(counts.items())) + ")" if counts else ""
+
+
+def _error(summary) -> str:
+    low, high = summary.median_ci95
+    return f"{_num(summary.median_abs_error)} [{_num(low)}–{_num(high)}] / {_num(summary.p95_abs_error)}"
 
 
 def _rate(result) -> str:

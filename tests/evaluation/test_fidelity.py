@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from digimask.evaluation.fidelity import (
-    bland_altman, cohens_kappa, compare, flatten, gaze_category, lid_category,
+    bland_altman, bootstrap_median_ci, cohens_kappa, compare, flatten, gaze_category, lid_category,
 )
 
 
@@ -75,3 +76,12 @@ def test_compare_restricted_to_named_measurements_rates_no_categories():
     fid = compare(ref, test, [True], names=("dlib_eye_aspect",))
     assert list(fid.measurements) == ["dlib_eye_aspect"] and fid.kappa == {}
     assert fid.measurements["dlib_eye_aspect"].median_abs_error == pytest.approx(0.025)
+
+
+def test_bootstrap_median_interval():
+    assert bootstrap_median_ci(np.full(10, 0.3)) == (pytest.approx(0.3), pytest.approx(0.3))
+    values = np.arange(101) / 100.0  # median 0.5
+    low, high = bootstrap_median_ci(values)
+    assert low < 0.5 < high and 0.3 < low and high < 0.7
+    assert bootstrap_median_ci(values) == (low, high)  # reproducible
+    assert all(math.isnan(x) for x in bootstrap_median_ci(np.array([])))
