@@ -40,6 +40,7 @@ def flatten(measurements: Mapping) -> dict[str, float]:
         out[name] = (measurements.get("binocular") or {}).get(key)
     for key in HEAD_POSE:
         out[key] = (measurements.get("head_pose") or {}).get(key)
+    out["scale_mm_per_px"] = (measurements.get("scale") or {}).get("mm_per_px")  # not compared
     return {k: float(v) for k, v in out.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 

@@ -87,15 +87,17 @@ def keep_box(image: np.ndarray, box: tuple[int, int, int, int], fill: int = 0) -
     return out
 
 
-def eye_openings(points68: np.ndarray) -> dict[str, float]:
+def eye_openings(points68: np.ndarray, mm_per_px: float | None = None) -> dict[str, float]:
     """An independent check of lid position from dlib's landmarks: each eye's aspect ratio (mean of the
-    two lid-to-lid heights over the corner-to-corner width; Soukupova & Cech, CVWW 2016) and the tilt
-    of the line through the outer canthi (degrees)."""
+    two lid-to-lid heights over the corner-to-corner width; Soukupova & Cech, CVWW 2016), that mean
+    height in mm where a scale is given, and the tilt of the line through the outer canthi (degrees)."""
     out = {}
     for side, first in (("right", 36), ("left", 42)):  # the patient's right eye is on the image's left
         p = points68[first:first + 6]
-        height = np.linalg.norm(p[1] - p[5]) + np.linalg.norm(p[2] - p[4])
-        out[f"{side}.dlib_eye_aspect"] = float(height / (2 * np.linalg.norm(p[0] - p[3])))
+        height = (np.linalg.norm(p[1] - p[5]) + np.linalg.norm(p[2] - p[4])) / 2
+        out[f"{side}.dlib_eye_aspect"] = float(height / np.linalg.norm(p[0] - p[3]))
+        if mm_per_px:
+            out[f"{side}.dlib_fissure_height_mm"] = float(height * mm_per_px)
     dx, dy = points68[OUTER_CANTHI[1]] - points68[OUTER_CANTHI[0]]
     out["dlib_canthal_tilt_deg"] = float(np.degrees(np.arctan2(dy, dx)))
     return out

@@ -144,16 +144,17 @@ def markdown(evaluation: Evaluation, pictures: dict) -> str:
         lines += [""] + [f"![Bland-Altman]({p})" for p in pictures["bland_altman"]] + [""]
     lines += [
         "Independent cross-check with landmarks no masker uses (dlib 68 points, on photos where the "
-        "attacker's detector found a face): absolute error of each eye's aspect ratio (lid aperture / "
-        "eye width) and of the canthal-line tilt (degrees), median / 95th percentile.",
+        "attacker's detector found a face): absolute error of each eye's fissure height (mean lid-to-lid "
+        "distance, mm at the analysis stage's scale of the original), aspect ratio (that height / eye "
+        "width) and canthal-line tilt (degrees), median [95% bootstrap interval] / 95th percentile.",
         "",
-        "| masker | compared | eye aspect ratio | canthal tilt |",
-        "|---|---|---|---|",
+        "| masker | compared | fissure height mm | eye aspect ratio | canthal tilt ° |",
+        "|---|---|---|---|---|",
     ]
     for spec, r in evaluation.maskers.items():
         ind = r.independent
-        cells = [f"{_num(ind.measurements[m].median_abs_error, 3)} / {_num(ind.measurements[m].p95_abs_error, 3)}"
-                 if ind.measurements[m].n else "–" for m in INDEPENDENT]
+        cells = [_error(ind.measurements[m], 3 if m == "dlib_eye_aspect" else 2) if ind.measurements[m].n else "–"
+                 for m in INDEPENDENT]
         lines.append(f"| {spec} | {ind.n_images - ind.n_failed}/{ind.n_images} | " + " | ".join(cells) + " |")
     lines.append("")
     lines += [
@@ -281,9 +282,10 @@ def _reasons(counts: dict[str, int]) -> str:
     return " (" + "; ".join(f"{n}× {why}" for why, n in sorted(counts.items())) + ")" if counts else ""
 
 
-def _error(summary) -> str:
+def _error(summary, digits: int = 2) -> str:
     low, high = summary.median_ci95
-    return f"{_num(summary.median_abs_error)} [{_num(low)}–{_num(high)}] / {_num(summary.p95_abs_error)}"
+    return (f"{_num(summary.median_abs_error, digits)} [{_num(low, digits)}–{_num(high, digits)}] "
+            f"/ {_num(summary.p95_abs_error, digits)}")
 
 
 def _rate(result) -> str:

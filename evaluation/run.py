@@ -42,7 +42,7 @@ DEFAULT_MASKERS = (
 # The acceptance targets for a de-identifying masker that keeps the clinical signs.
 TARGET_MAX_VERIFICATION_RATE = 0.01
 TARGET_MAX_ERROR = {"mrd1_mm": 0.5, "mrd2_mm": 0.5, "gaze_h_deg": 2.0, "gaze_v_deg": 2.0}  # median abs error
-INDEPENDENT = ("dlib_eye_aspect", "dlib_canthal_tilt_deg")  # see landmarks.eye_openings
+INDEPENDENT = ("dlib_fissure_height_mm", "dlib_eye_aspect", "dlib_canthal_tilt_deg")  # landmarks.eye_openings
 ATTACKS = {  # name -> (periocular?, attacker masks the gallery too?, gallery from other sittings only?)
     "mask_to_original": (False, False, False),
     "mask_to_original_other_sessions": (False, False, True),
@@ -103,6 +103,7 @@ class Subject:
     face_box: tuple[int, int, int, int]
     box: tuple[int, int, int, int]  # periocular region
     measured: dict[str, float] | None  # None: the analysis stage could not measure the original
+    mm_per_px: float | None  # the analysis stage's scale on the original
     dlib_measured: dict[str, float]
 
 
@@ -245,14 +246,17 @@ def evaluate(
                 continue
             image, face = loaded
             session = f"{entry.identity}/{entry.session}" if entry.session else f"photo {len(subjects)}"
+            measured = _measure(analyser, image, Counter()) if analyser else None
+            mm_per_px = (measured or {}).get("scale_mm_per_px")
             subject = Subject(
                 index=len(subjects),
                 identity=entry.identity,
                 session=session,
                 face_box=face.box,
                 box=periocular_box(face.points68, image.shape),
-                measured=_measure(analyser, image, Counter()) if analyser else None,
-                dlib_measured=eye_openings(face.points68),
+                measured=measured,
+                mm_per_px=mm_per_px,
+                dlib_measured=eye_openings(face.points68, mm_per_px),
             )
             subjects.append(subject)
             gallery_full.append(recognizer.embed(image, face))
@@ -321,7 +325,8 @@ def _mask_one(run: MaskerRun, masker, subject: Subject, image: np.ndarray, face:
         run.samples[subject.index] = masked
     aligned, detected = locate(masked, face)
     run.detected.append(detected)
-    run.dlib_measured.append(eye_openings(aligned.points68) if detected else None)
+    # the masks keep the geometry, so the original's scale converts the mask's pixels too
+    run.dlib_measured.append(eye_openings(aligned.points68, subject.mm_per_px) if detected else None)
     run.full.append(recognizer.embed(masked, aligned))
     # the eye region where the attacker finds it (on its own detection, else the original's)
     eye_region = keep_box(masked, periocular_box(aligned.points68, masked.shape))

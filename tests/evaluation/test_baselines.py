@@ -54,5 +54,7 @@ def test_eye_openings_hand_computed_and_on_a_real_face(face):
     got = eye_openings(points)
     assert got["right.dlib_eye_aspect"] == pytest.approx(3 / 8)
     assert got["dlib_canthal_tilt_deg"] == pytest.approx(np.degrees(np.arctan2(4, 14)))
+    assert "right.dlib_fissure_height_mm" not in got
+    assert eye_openings(points, mm_per_px=0.2)["right.dlib_fissure_height_mm"] == pytest.approx(1.5 * 0.2)
     real = eye_openings(face.points68)
     assert 0.15 < real["right.dlib_eye_aspect"] < 0.45 and 0.15 < real["left.dlib_eye_aspect"] < 0.45

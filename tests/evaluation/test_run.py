@@ -47,6 +47,9 @@ def test_independent_check_is_exact_for_the_original_and_impossible_on_blank(eva
     assert original["n_failed"] == 0 and original["measurements"]["dlib_eye_aspect"]["n"] == 12
     assert original["measurements"]["dlib_eye_aspect"]["p95_abs_error"] == 0.0
     assert blank["n_failed"] == blank["n_images"] == 6
+    if importlib.util.find_spec("digimask.pipeline.analyse") is not None:  # it gives the mm scale
+        mm = original["measurements"]["dlib_fissure_height_mm"]
+        assert mm["n"] > 0 and mm["p95_abs_error"] == 0.0
 
 
 def test_eye_crop_is_produced_for_every_photo(evaluated):
