@@ -3,8 +3,8 @@
 The rendered avatar shares one neutral template with every other mask; only the lid apertures, gaze,
 iris size and head pose follow the patient. Because the clinic measures the mask with the same analysis
 stage, the mask is checked by it: the eye landmarks found on the render are compared with the patient's,
-and the fit's targets are corrected by the difference (a fixed-point iteration that cancels the
-detector's bias on synthetic eyes). The best iteration is kept and its residual error is reported.
+and the fit's targets are corrected by the difference (a damped fixed-point iteration that cancels the
+detector's bias on synthetic eyes). The best round is kept and its residual error is reported.
 """
 from __future__ import annotations
 
@@ -25,8 +25,7 @@ from .render import luminance, render
 
 
 # MediaPipe's iris model reads the rendered limbus about 20% inside the drawn one (patient / mask radius at
-# the first render: 1.18-1.29 on astronaut, grace_hopper, obama): the first fit draws the iris that much
-# larger, and the refinement loop removes what is left.
+# the first render: 1.18-1.29 on astronaut, grace_hopper, obama): the fit draws the iris that much larger.
 IRIS_DETECTION_BIAS = 1.22
 # It also reads a rendered upper lid about 0.17 iris radii above the drawn margin (0.11-0.27 on 8 eyes of
 # grace_hopper, obama, biden, takeo; real lids hide the top of the opening under their lashes).
