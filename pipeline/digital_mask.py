@@ -172,9 +172,11 @@ class DigitalMask:
     name = "digital_mask"
     cleans_recognizable_features = True
 
-    def __init__(self, refine: int = REFINE_ROUNDS, renderer: str = "moderngl") -> None:
+    def __init__(self, refine: int = REFINE_ROUNDS, renderer: str = "moderngl", strict: bool = False) -> None:
+        """``strict``: refuse a mask whose measurements the analysis cannot confirm within the limits."""
         self.refine = refine
         self.renderer = renderer
+        self.strict = strict
 
     def mask(self, image: np.ndarray, ds: Dataset) -> MaskResult:
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
@@ -187,6 +189,9 @@ class DigitalMask:
             raise
         except Exception as exc:  # never let an unexpected failure pass the original pixels on
             raise MaskingFailed(f"digital mask failed: {type(exc).__name__}") from exc
+        if self.strict and (result.fidelity is None or result.fidelity.score() > 1.0):
+            found = result.fidelity.to_dict() if result.fidelity else "unmeasurable"
+            raise MaskingFailed(f"mask fidelity not confirmed (limits 0.5 mm, 2 deg): {found}")
         pixels, params = result.pixels, result.params
         if image.ndim == 2 or (rgb[..., :1] == rgb[..., 1:3]).all():  # greyscale stays greyscale
             params = replace(params, greyscale=True)

@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset
 
 from digimask.pipeline import private_block
 from digimask.pipeline.analyse import analyse
-from digimask.pipeline.digital_mask import DigitalMask, fidelity, render_params
+from digimask.pipeline.digital_mask import DigitalMask, fidelity, mask_image, render_params
 from digimask.pipeline.pixels import MaskingFailed, create_masker
 
 SAME_PERSON = 0.6  # dlib ResNet embedding: same person below this distance
@@ -102,6 +102,15 @@ def test_monochrome_input_gives_monochrome_mask(grace_hopper):
     assert out.pixels.shape == grey.shape and out.pixels.dtype == np.uint8
     assert np.abs(out.pixels.astype(int) - grey).mean() > 20
     np.testing.assert_array_equal(render_params(out.params)[..., 0], out.pixels)
+
+
+def test_strict_mode_refuses_an_unconfirmed_mask(grace_hopper):
+    strict = DigitalMask(refine=0, strict=True)
+    first = mask_image(grace_hopper, refine=0)
+    if first.fidelity is not None and first.fidelity.score() <= 1.0:
+        pytest.skip("the first round already meets the limits on this photo")
+    with pytest.raises(MaskingFailed, match="fidelity"):
+        strict.mask(grace_hopper, Dataset())
 
 
 def test_no_face_is_refused_never_passed_through():
