@@ -50,7 +50,8 @@ def _to_uint8(arr: np.ndarray, bits: int) -> np.ndarray:
         return arr
     if arr.dtype.kind not in "ui":
         raise MaskingFailed(f"unsupported pixel type {arr.dtype}")
+    signed = arr.dtype.kind == "i"
     arr = arr.astype(np.int64)
-    if arr.dtype.kind == "i" or arr.min() < 0:
-        arr = arr - arr.min()
+    if signed:  # two's complement data: shift the stored range to start at zero
+        arr = arr + (1 << (bits - 1))
     return (arr >> max(0, bits - 8)).clip(0, 255).astype(np.uint8)

@@ -79,7 +79,8 @@ class Processor:
         except MaskingFailed as exc:
             raise Quarantined(exc.reason) from None
         except Exception as exc:  # a malformed header can fail anywhere in pydicom
-            raise Quarantined(f"malformed dataset ({type(exc).__name__}: {str(exc)[:120]})") from None
+            # only the type: the message of a header-parsing error may quote a value (PHI)
+            raise Quarantined(f"malformed dataset ({type(exc).__name__})") from None
         masker, notes = self.masker, {}
         try:
             masked, params = self._mask(masker, frames.rgb, deid.dataset)
@@ -104,7 +105,7 @@ class Processor:
             except MaskingFailed:
                 raise
             except Exception as exc:  # any masker bug must fail closed, never pass pixels through
-                raise MaskingFailed(f"{type(exc).__name__} in masker {masker.name}: {str(exc)[:120]}") from None
+                raise MaskingFailed(f"{type(exc).__name__} in masker {masker.name}") from None
             pixels = np.asarray(result.pixels)
             if pixels.shape != frame.shape or pixels.dtype != np.uint8:
                 raise MaskingFailed(f"masker {masker.name} returned {pixels.dtype}{pixels.shape}, expected uint8{frame.shape}")

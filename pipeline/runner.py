@@ -57,4 +57,7 @@ class ProcessWorker(threading.Thread):
             if item is None:
                 self.stop.wait(self.settings.pipeline.poll_interval_s)
                 continue
-            process_one(self.store, processor, item)
+            try:
+                process_one(self.store, processor, item)
+            except Exception:  # e.g. the database went away mid-way: the lease expires and it is redone
+                log.exception("could not record the result for instance %s; it will be retried", item.id)
