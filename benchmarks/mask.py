@@ -96,7 +96,8 @@ def main() -> None:
     print(f"  encode (block + DICOM)     {t_encode:8.1f}")
     print(f"  sum of stages              {single:8.1f}   target 150")
     print(f"  mask_image(refine=0)       {t_one + t_encode:8.1f}   (one pass plus the check analysis of the mask)")
-    print(f"  with refinement (default)  {t_full + t_encode:8.1f}   (best round {masked.iterations}; {masked.fidelity.to_dict() if masked.fidelity else None})")
+    found = masked.fidelity.to_dict() if masked.fidelity else None
+    print(f"  with refinement (default)  {t_full + t_encode:8.1f}   (best round {masked.iterations}; {found})")
     print("peers in the same run:")
     print(f"  pyrender draw, same scene  {t_pyrender:8.1f}   ({t_pyrender / t_draw:.1f}x moderngl's draw)")
     print(f"  blur masker                {t_blur:8.1f}   (one pass = {single / t_blur:.1f}x blur)")

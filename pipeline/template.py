@@ -32,8 +32,10 @@ BACKGROUND_RGB = (150, 150, 150)
 
 # FaceMesh eye contours, lateral canthus -> medial canthus.
 EYE_CONTOUR = {
-    "right": {"upper": (33, 246, 161, 160, 159, 158, 157, 173, 133), "lower": (33, 7, 163, 144, 145, 153, 154, 155, 133)},
-    "left": {"upper": (263, 466, 388, 387, 386, 385, 384, 398, 362), "lower": (263, 249, 390, 373, 374, 380, 381, 382, 362)},
+    "right": {"upper": (33, 246, 161, 160, 159, 158, 157, 173, 133),
+              "lower": (33, 7, 163, 144, 145, 153, 154, 155, 133)},
+    "left": {"upper": (263, 466, 388, 387, 386, 385, 384, 398, 362),
+             "lower": (263, 249, 390, 373, 374, 380, 381, 382, 362)},
 }
 _BROWS = (((70, 63, 105, 66, 107), (46, 53, 52, 65, 55)), ((300, 293, 334, 296, 336), (276, 283, 282, 295, 285)))
 _LIPS_OUTER = ((61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291), (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291))
@@ -223,7 +225,8 @@ def _paint_eye() -> np.ndarray:
     rho = np.hypot(dx, dy) / _IRIS_TEX_RADIUS  # 1 at the limbus
     phi = np.arctan2(dy, dx)
     rng = np.random.default_rng(7)
-    stria = sum(np.cos(k * phi + p) * a for k, p, a in zip(rng.integers(20, 90, 12), rng.uniform(0, 6.3, 12), rng.uniform(0.02, 0.06, 12)))
+    waves = zip(rng.integers(20, 90, 12), rng.uniform(0, 6.3, 12), rng.uniform(0.02, 0.06, 12))
+    stria = sum(np.cos(k * phi + p) * a for k, p, a in waves)
     iris = np.array([86.0, 60.0, 42.0]) * (0.8 + 0.3 * rho.clip(0, 1))[..., None] * (1 + stria)[..., None]
     limbus = np.clip((rho - 0.9) / 0.1, 0, 1)[..., None]
     iris = iris * (1 - 0.35 * limbus)
@@ -236,7 +239,8 @@ def _paint_eye() -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def eyeball_mesh(iris_radius_mm: float, rings: int = 28, segments: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def eyeball_mesh(iris_radius_mm: float, rings: int = 28,
+                 segments: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A unit-direction eyeball about +z with UVs into the eye texture: ``(dirs, faces, uv)``.
 
     The limbus is an exact ring at ``asin(iris_radius / eyeball_radius)``; multiply ``dirs`` by the

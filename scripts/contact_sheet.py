@@ -36,7 +36,8 @@ def main(out: Path, sources: list[Path]) -> None:
         image = np.asarray(Image.open(path).convert("RGB"))
         try:
             result = mask_image(image)
-            masked, label = tile(result.pixels), f"{result.params.mode}; fidelity {result.fidelity.to_dict() if result.fidelity else 'unmeasured'}"
+            found = result.fidelity.to_dict() if result.fidelity else "unmeasured"
+            masked, label = tile(result.pixels), f"{result.params.mode}; fidelity {found}"
         except MaskingFailed as exc:
             masked, label = Image.new("RGB", (TILE, TILE), (90, 90, 90)), f"rejected: {exc.reason}"
         row = Image.new("RGB", (2 * TILE, TILE + 18), (255, 255, 255))

@@ -51,7 +51,8 @@ def test_rejections_are_printed_with_reasons(inputs, tmp_path, capsys):
 def test_render_from_params_json_equals_the_mask(masked, tmp_path):
     _, out = masked
     assert main(["render", str(out / "hopper.params.json"), "-o", str(tmp_path / "again.png")]) == 0
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "again.png")), np.asarray(Image.open(out / "hopper.png")))
+    again, first = (np.asarray(Image.open(p)) for p in (tmp_path / "again.png", out / "hopper.png"))
+    np.testing.assert_array_equal(again, first)
 
 
 def test_dicom_is_deidentified_masked_and_rerenderable(astronaut, tmp_path):

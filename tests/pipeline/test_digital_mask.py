@@ -37,8 +37,6 @@ def recogniser():
 
 
 def _embedding(recogniser, image: np.ndarray, box=None) -> tuple[np.ndarray, object]:
-    import dlib
-
     detector, shape, model = recogniser
     if box is None:
         boxes = detector(image, 1)
