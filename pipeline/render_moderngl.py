@@ -67,6 +67,7 @@ class ModernGLRenderer:
         self._textures: dict[int, object] = {}
         self._fbo_size: tuple[int, int] | None = None
         self._fbo = None
+        self._gl_objects: list = []
 
     def _texture(self, image: np.ndarray):
         key = id(image)  # template textures are cached arrays that live for the process
@@ -79,18 +80,22 @@ class ModernGLRenderer:
         return self._textures[key][0]
 
     def _framebuffer(self, width: int, height: int):
-        """A multisampled target to draw into and a plain one to resolve it to, per image size."""
+        """A multisampled target to draw into and a plain one to resolve it to, per image size.
+
+        On a size change the old ones are released with their renderbuffers (moderngl does not release
+        attachments with a framebuffer: about 19 MB leaked per resize without this).
+        """
         if self._fbo_size != (width, height):
-            for fbo in self._fbo or ():
-                fbo.release()
-            self._fbo = (
-                self.ctx.framebuffer(
-                    color_attachments=[self.ctx.renderbuffer((width, height), 3, samples=self.samples)],
-                    depth_attachment=self.ctx.depth_renderbuffer((width, height), samples=self.samples),
-                ),
-                self.ctx.framebuffer(color_attachments=[self.ctx.renderbuffer((width, height), 3)]),
-            )
-            self._fbo_size = (width, height)
+            for obj in self._gl_objects:
+                obj.release()
+            size = (width, height)
+            color = self.ctx.renderbuffer(size, 3, samples=self.samples)
+            depth = self.ctx.depth_renderbuffer(size, samples=self.samples)
+            plain = self.ctx.renderbuffer(size, 3)
+            self._fbo = (self.ctx.framebuffer(color_attachments=[color], depth_attachment=depth),
+                         self.ctx.framebuffer(color_attachments=[plain]))
+            self._gl_objects = [*self._fbo, color, depth, plain]
+            self._fbo_size = size
         return self._fbo
 
     def render(self, scene: Scene) -> np.ndarray:
