@@ -18,7 +18,7 @@ import torch
 from . import avatar
 from .params import SIDES, AvatarParams, Eye
 from .pixels import MaskingFailed
-from .template import BACKGROUND_RGB, EYEBALL_RADIUS_MM, eyeball_mesh, load, socket_mesh
+from .template import BACKGROUND_RGB, EYEBALL_RADIUS_MM, SKIN_RGB, eyeball_mesh, load, socket_mesh
 
 LIGHT_DIRECTION = (0.25, 0.35, 1.0)  # camera frame, toward the light
 AMBIENT, DIFFUSE = 0.45, 0.6
@@ -80,7 +80,14 @@ def build_scene(params: AvatarParams) -> Scene:
             meshes.append(Mesh(*_with_normals(sock, sock_f), sock_uv, sock_f, "eye"))
     c = params.camera
     return Scene(c.width, c.height, c.focal_px, c.cx, c.cy, tuple(meshes),
-                 {"skin": tpl.texture, "eye": tpl.eye_texture})
+                 {"skin": tpl.texture, "eye": tpl.eye_texture}, background(params))
+
+
+def background(params: AvatarParams) -> tuple[int, int, int]:
+    """Neutral grey around a face; shaded skin behind a close-up, so no face outline shows at its edge."""
+    if params.mode == "closeup":
+        return tuple(int(round(c * (AMBIENT + DIFFUSE * 0.8))) for c in SKIN_RGB)  # type: ignore[return-value]
+    return BACKGROUND_RGB
 
 
 def _with_normals(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -114,8 +121,9 @@ def render(params: AvatarParams, backend: str = "moderngl") -> np.ndarray:
     Mesa renders a uniform frame without error when a context is used from the wrong thread, and an
     avatar posed outside the frame leaves only background: both are refused.
     """
-    image = get_renderer(backend).render(build_scene(params))
-    if image.min() == image.max() or not (image != np.array(BACKGROUND_RGB, np.uint8)).any(axis=2).any():
+    scene = build_scene(params)
+    image = get_renderer(backend).render(scene)
+    if image.min() == image.max() or not (image != np.array(scene.background, np.uint8)).any(axis=2).any():
         raise MaskingFailed(f"the {backend} renderer produced a blank image")
     return luminance(image) if params.greyscale else image
 
