@@ -111,14 +111,20 @@ def cmd_deid(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_queue(args: argparse.Namespace) -> int:
+def _store(config: Path):  # type: ignore[no-untyped-def]
+    """The node's store for an administrator command, or None (reasons printed) if the config is invalid."""
     from digimask.scp_node.node import open_store
+
+    s = _settings(config)
+    return None if s is None else open_store(s)
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
     from digimask.storage.models import Send
 
-    s = _settings(args.config)
-    if s is None:
+    store = _store(args.config)
+    if store is None:
         return 2
-    store = open_store(s)
     if args.action == "retry":
         print(f"requeued {store.retry_failed(args.destination)} failed deliver(y/ies)")
         return 0
@@ -132,13 +138,11 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
-    from digimask.scp_node.node import open_store
     from digimask.storage.models import State
 
-    s = _settings(args.config)
-    if s is None:
+    store = _store(args.config)
+    if store is None:
         return 2
-    store = open_store(s)
     if args.action == "list":
         print(f"{'ID':>6} {'RECEIVED':<19} {'FROM':<16} REASON")
         for inst in store.instances(State.QUARANTINED, args.limit):
@@ -160,7 +164,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     inst, events, deliveries = found
     print(f"instance {inst.id}: {inst.state}  pseudonymous UID {inst.pseudo_uid or '-'}  patient {inst.pseudo_patient_id or '-'}")
     print(f"  SOP class {inst.sop_class_uid}  from {inst.calling_ae} to {inst.called_ae}")
-    print(f"  reason: {inst.reason or '-'}\n  original: {s.storage.data_dir / inst.original_path if inst.original_path else '(deleted)'}")
+    print(f"  reason: {inst.reason or '-'}\n  original: {store.data_dir / inst.original_path if inst.original_path else '(deleted)'}")
     for e in events:
         print(f"  {e.at:%Y-%m-%d %H:%M:%S} {e.state:<22} {e.detail or ''}")
     for d in deliveries:
