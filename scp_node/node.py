@@ -61,7 +61,7 @@ class Sender(threading.Thread):
         return len(items)
 
 
-def run_pipeline(settings: Settings, stop: EventType) -> None:
+def run_pipeline(settings: Settings, stop: EventType, parent: int) -> None:
     """The pipeline process: processing workers and one sender per destination, until ``stop``.
 
     It runs apart from the SCP process so that CPU-bound masking never holds the GIL that the
@@ -71,7 +71,6 @@ def run_pipeline(settings: Settings, stop: EventType) -> None:
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     store = open_store(settings)
     local_stop = threading.Event()
-    parent = os.getppid()
     threading.Thread(target=_exit_with_parent, args=(parent, local_stop), name="parent-watch", daemon=True).start()
     threads: list[threading.Thread] = [
         ProcessWorker(store, settings, local_stop, f"worker-{i}") for i in range(settings.pipeline.workers)
@@ -89,10 +88,12 @@ def run_pipeline(settings: Settings, stop: EventType) -> None:
 
 def _exit_with_parent(parent: int, stop: threading.Event) -> None:
     """A pipeline process outliving a killed node would race the restarted one: stop with the parent."""
-    while not stop.wait(0.5):
+    while True:
         if os.getppid() != parent:
             log.error("node process %d is gone; pipeline process stopping", parent)
             stop.set()
+        if stop.wait(0.5):
+            return
 
 
 def _housekeeping(store: Store, settings: Settings, stop: threading.Event) -> None:
@@ -141,7 +142,9 @@ class DigimaskNode:
         recovered = self.store.recover()  # the previous pipeline process (if any) is gone: take its claims back
         if recovered:
             log.info("resuming %d unfinished instance(s)", recovered)
-        self._child = self._mp.Process(target=run_pipeline, args=(self.settings, self._stop), name="digimask-pipeline")
+        # the parent's PID, not the child's getppid(): the node may die while the child is still starting
+        self._child = self._mp.Process(target=run_pipeline, args=(self.settings, self._stop, os.getpid()),
+                                       name="digimask-pipeline")
         self._child.start()
 
     def _watch(self) -> None:
