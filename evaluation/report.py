@@ -179,20 +179,25 @@ def markdown(evaluation: Evaluation, pictures: dict) -> str:
 
 
 def _roc_figure(evaluation: Evaluation, path: Path) -> str:
+    """ROC curves of the four main attacks, one line style per masker, AUCs in the shared legend."""
     plt = _pyplot()
     shown = ("mask_to_original", "mask_to_mask", "periocular_mask_to_original", "periocular_mask_to_mask")
     fig, axes = plt.subplots(2, 2, figsize=(10, 10))
+    styles = [(colour, dash) for dash in ("-", "--", "-.") for colour in plt.get_cmap("tab10").colors]
     for ax, name in zip(axes.flat, shown):
-        for spec, r in evaluation.maskers.items():
+        ax.plot([0, 1], [0, 1], "k:", lw=1)
+        for (colour, dash), (spec, r) in zip(styles, evaluation.maskers.items()):
             a = r.attacks[name]
             if len(a.genuine) and len(a.impostor):
                 fpr, tpr = roc_curve(a.genuine, a.impostor)
-                ax.plot(fpr, tpr, label=f"{spec} (AUC {a.result.auc:.2f})")
-        ax.plot([0, 1], [0, 1], "k:", lw=1, label="chance")
+                ax.plot(fpr, tpr, color=colour, ls=dash, lw=1.5, label=spec)
+        aucs = ", ".join(f"{_num(r.attacks[name].result.auc)}" for r in evaluation.maskers.values())
         ax.set(title=name.replace("_", " "), xlabel="false match rate", ylabel="true match rate",
                xlim=(0, 1), ylim=(0, 1.01))
-        ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+        ax.text(0.98, 0.02, f"AUC, legend order: {aucs}", fontsize=6, ha="right", va="bottom", transform=ax.transAxes)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(labels) // 4), 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path.name
