@@ -194,7 +194,8 @@ def _roc_figure(evaluation: Evaluation, path: Path) -> str:
         aucs = ", ".join(f"{_num(r.attacks[name].result.auc)}" for r in evaluation.maskers.values())
         ax.set(title=name.replace("_", " "), xlabel="false match rate", ylabel="true match rate",
                xlim=(0, 1), ylim=(0, 1.01))
-        ax.text(0.98, 0.02, f"AUC, legend order: {aucs}", fontsize=6, ha="right", va="bottom", transform=ax.transAxes)
+        ax.text(0.98, 0.02, f"AUC, legend order: {aucs}", fontsize=6, ha="right", va="bottom",
+                transform=ax.transAxes)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(labels) // 4), 1, 1))
