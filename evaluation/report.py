@@ -179,7 +179,7 @@ def markdown(evaluation: Evaluation, pictures: dict) -> str:
 
 
 def _roc_figure(evaluation: Evaluation, path: Path) -> str:
-    """ROC curves of the four main attacks, one line style per masker, AUCs in the shared legend."""
+    """ROC curves of the four main attacks, one line style per masker in a shared legend, AUCs listed."""
     plt = _pyplot()
     shown = ("mask_to_original", "mask_to_mask", "periocular_mask_to_original", "periocular_mask_to_mask")
     fig, axes = plt.subplots(2, 2, figsize=(10, 10))
