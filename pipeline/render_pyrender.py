@@ -26,6 +26,9 @@ pyglet.options["headless"] = True
 import pyrender  # noqa: E402
 
 
+_KEEP_ALIVE: list["PyrenderRenderer"] = []  # deleting an OffscreenRenderer breaks the others under EGL
+
+
 class PyrenderRenderer:
     """One OffscreenRenderer per thread, resized as needed (pyrender breaks if one is deleted under EGL).
 
@@ -37,6 +40,7 @@ class PyrenderRenderer:
 
     def __init__(self) -> None:
         self._renderer: pyrender.OffscreenRenderer | None = None
+        _KEEP_ALIVE.append(self)  # never collected, even when its thread ends
 
     def render(self, scene: Scene) -> np.ndarray:
         if self._renderer is None:

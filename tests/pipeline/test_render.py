@@ -109,3 +109,15 @@ def test_changing_image_sizes_does_not_leak_gpu_buffers():
         render.render(AvatarParams(PARAMS.template, "face", sizes[i % 2], PARAMS.head, PARAMS.eyes))
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mb < 100  # the leak was about 550 MB over these 30 renders
+
+
+def test_pyrender_survives_a_worker_thread_ending():
+    """A thread's pyrender renderer is kept alive: deleting one breaks the others under EGL."""
+    before = render.render(PARAMS, "pyrender")
+    worker = threading.Thread(target=lambda: render.render(PARAMS, "pyrender"))
+    worker.start()
+    worker.join()
+    import gc
+
+    gc.collect()
+    np.testing.assert_array_equal(render.render(PARAMS, "pyrender"), before)
