@@ -139,8 +139,8 @@ def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, opti
     best: Masked | None = None
     worse = 0
     for iteration in range(refine + 1):
-        params = fit(target)
-        pixels = render(params, backend)
+        params = replace(fit(target), renderer=backend)
+        pixels = render(params)
         try:
             found = analyse(pixels, pixel_spacing_mm=pixel_spacing_mm, options=check_options)
         except MaskingFailed:
@@ -161,8 +161,11 @@ def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, opti
     return best
 
 
-def render_params(params: Mapping[str, Any], backend: str = "moderngl") -> np.ndarray:
-    """Re-create a mask image from stored parameters alone (e.g. the DIGIMASK private block)."""
+def render_params(params: Mapping[str, Any], backend: str | None = None) -> np.ndarray:
+    """Re-create a mask image from stored parameters alone (e.g. the DIGIMASK private block).
+
+    ``backend`` overrides the renderer the parameters name (for comparison).
+    """
     return render(AvatarParams.from_dict(dict(params)), backend)
 
 

@@ -12,6 +12,7 @@ Schema ``digimask.params/1`` (JSON, stored in the DIGIMASK private block):
   eyeball rotation (gaze, degrees) and iris radius.
 - ``measurements``: the analysis stage's clinical figures in mm and degrees (pixel-valued fields dropped).
 - ``greyscale``: render the luminance only (the input was greyscale).
+- ``renderer``: the backend that drew it, so a re-render is bit-identical.
 
 No landmark, contour point or face-shape coefficient is stored: the only shape that varies is the lid
 aperture of the shared template.
@@ -75,6 +76,7 @@ class AvatarParams:
     eyes: dict[str, Eye]
     measurements: dict[str, Any] | None = None
     greyscale: bool = False  # render the luminance (greyscale inputs stay greyscale)
+    renderer: str = "moderngl"  # backend that drew the mask (others give nearly, not bit-, identical pixels)
     schema: str = field(default=SCHEMA)
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,6 +98,7 @@ class AvatarParams:
         return cls(
             template=d["template"], mode=d["mode"], camera=Camera(**d["camera"]), head=Head(**head),
             eyes=eyes, measurements=d.get("measurements"), greyscale=bool(d.get("greyscale", False)),
+            renderer=str(d.get("renderer", "moderngl")),
         )
 
 

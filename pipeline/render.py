@@ -115,12 +115,14 @@ def get_renderer(backend: str = "moderngl") -> Renderer:
     return cache[backend]
 
 
-def render(params: AvatarParams, backend: str = "moderngl") -> np.ndarray:
-    """The mask image ``(H, W, 3) uint8`` for ``params``; raises ``MaskingFailed`` on a blank frame.
+def render(params: AvatarParams, backend: str | None = None) -> np.ndarray:
+    """The mask image ``(H, W, 3) uint8`` for ``params`` (drawn by ``backend``, default the one the
+    parameters name); raises ``MaskingFailed`` on a blank frame.
 
     Mesa renders a uniform frame without error when a context is used from the wrong thread, and an
     avatar posed outside the frame leaves only background: both are refused.
     """
+    backend = backend or params.renderer
     image = get_renderer(backend).render(build_scene(params))
     flat = image.reshape(-1)
     if np.array_equal(flat[3:], flat[:-3]):  # one colour everywhere (cheap: no per-pixel temporaries)

@@ -73,3 +73,13 @@ def test_dicom_without_config_is_rejected(astronaut, tmp_path, capsys):
     src = f.save(f.op8("astronaut", astronaut), tmp_path / "astro.dcm")
     assert main(["mask", str(src), "-o", str(tmp_path / "o"), "--no-progress"]) == 1
     assert "--config" in capsys.readouterr().err
+
+
+def test_the_stored_renderer_is_used_to_re_render(inputs, tmp_path):
+    out = tmp_path / "out"
+    args = ["mask", str(inputs / "hopper.jpg"), "-o", str(out), "--renderer", "pyrender", "--refine", "0"]
+    assert main(args + ["--no-progress"]) == 0
+    assert json.loads((out / "hopper.params.json").read_text())["renderer"] == "pyrender"
+    assert main(["render", str(out / "hopper.params.json"), "-o", str(tmp_path / "again.png")]) == 0
+    again, first = (np.asarray(Image.open(p)) for p in (tmp_path / "again.png", out / "hopper.png"))
+    np.testing.assert_array_equal(again, first)

@@ -45,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     r.add_argument("source", type=Path, metavar="PARAMS_JSON_OR_DICOM")
     r.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.png")
-    r.add_argument("--renderer", choices=("moderngl", "pyrender"), default="moderngl")
+    r.add_argument("--renderer", choices=("moderngl", "pyrender"),
+                   help="draw with this backend instead of the one stored with the parameters")
     r.set_defaults(func=run_render)
 
 

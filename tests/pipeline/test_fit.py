@@ -96,7 +96,8 @@ def test_params_of_a_real_photo_hold_no_landmarks(astronaut):
         assert np.linalg.norm(iris - a.eyes[side].iris_center) < 1.0
     d = p.to_dict()
     assert AvatarParams.from_dict(json.loads(json.dumps(d))) == p
-    assert set(d) == {"schema", "template", "mode", "camera", "head", "eyes", "measurements", "greyscale"}
+    assert set(d) == {"schema", "template", "mode", "camera", "head", "eyes", "measurements", "greyscale",
+                      "renderer"}
     for eye in d["eyes"].values():  # 13 numbers per eye, nothing else
         assert len(np.concatenate([np.ravel(v) for v in eye.values()])) == 13
 
