@@ -5,7 +5,6 @@ Relative paths are resolved against the directory of the configuration file.
 """
 from __future__ import annotations
 
-import inspect
 import re
 import secrets
 import socket
@@ -135,11 +134,11 @@ class Pixels(_Strict):
 
     @model_validator(mode="after")
     def _options_fit(self) -> "Pixels":
-        from digimask.pipeline.pixels import masker_factory
+        from digimask.pipeline.pixels import create_masker
 
-        try:
-            inspect.signature(masker_factory(self.masker)).bind(**self.options)
-        except TypeError as exc:
+        try:  # maskers are cheap to build (models load on first use): build one to check the options
+            create_masker(self.masker, self.options)
+        except (TypeError, ValueError) as exc:
             raise ValueError(f"options for masker {self.masker!r}: {exc}") from None
         return self
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -21,6 +21,7 @@ from .landmarks import EyeLandmarks
 from .measure import EYE_ROTATION_RADIUS_MM, eye_axes
 from .params import AvatarParams
 from .pixels import MaskingFailed, MaskResult
+from .quality import MultiFacePolicy, QualityThresholds
 from .render import luminance, render
 
 
@@ -175,18 +176,23 @@ class DigitalMask:
     name = "digital_mask"
     cleans_recognizable_features = True
 
-    def __init__(self, refine: int = REFINE_ROUNDS, renderer: str = "moderngl", strict: bool = False) -> None:
-        """``strict``: refuse a mask whose measurements the analysis cannot confirm within the limits."""
+    def __init__(self, refine: int = REFINE_ROUNDS, renderer: str = "moderngl", strict: bool = False,
+                 multiple_faces: MultiFacePolicy = "largest") -> None:
+        """``strict``: refuse a mask whose measurements the analysis cannot confirm within the limits.
+        ``multiple_faces``: mask the largest face, or refuse ("reject") a photo showing several."""
+        if multiple_faces not in get_args(MultiFacePolicy):
+            raise ValueError(f"multiple_faces must be one of {get_args(MultiFacePolicy)}, not {multiple_faces!r}")
         self.refine = refine
         self.renderer = renderer
         self.strict = strict
+        self.quality = QualityThresholds(multiple_faces=multiple_faces)
 
     def mask(self, image: np.ndarray, ds: Dataset) -> MaskResult:
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
             raise MaskingFailed(f"unsupported pixel data {image.shape} {image.dtype} for the digital mask")
         rgb = np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image[:, :, :3]
         try:
-            result = mask_image(rgb, pixel_spacing_mm=_spacing(ds), options=_options(ds), refine=self.refine,
+            result = mask_image(rgb, pixel_spacing_mm=_spacing(ds), options=_options(ds, self.quality), refine=self.refine,
                                 backend=self.renderer)
         except MaskingFailed:
             raise
@@ -216,6 +222,6 @@ def _spacing(ds: Dataset) -> float | None:
         return None
 
 
-def _options(ds: Dataset) -> AnalysisOptions:
+def _options(ds: Dataset, quality: QualityThresholds) -> AnalysisOptions:
     side = {"R": "right", "L": "left"}.get(str(ds.get("ImageLaterality", "")).upper())
-    return AnalysisOptions(laterality=side)
+    return AnalysisOptions(laterality=side, quality=quality)

@@ -106,8 +106,8 @@ MASKERS: dict[str, Callable[..., PixelMasker] | str] = {
 }
 
 
-def masker_factory(name: str) -> Callable[..., PixelMasker]:
-    """The class (or factory) registered as ``name``; ``KeyError`` names the known maskers."""
+def create_masker(name: str, options: Mapping[str, Any] | None = None) -> PixelMasker:
+    """Build the masker ``name`` with keyword ``options``; ``KeyError`` names the known maskers."""
     try:
         factory = MASKERS[name]
     except KeyError:
@@ -115,9 +115,4 @@ def masker_factory(name: str) -> Callable[..., PixelMasker]:
     if isinstance(factory, str):
         module, _, attr = factory.partition(":")
         factory = getattr(import_module(module), attr)
-    return factory
-
-
-def create_masker(name: str, options: Mapping[str, Any] | None = None) -> PixelMasker:
-    """Build the masker ``name`` with keyword ``options``."""
-    return masker_factory(name)(**dict(options or {}))
+    return factory(**dict(options or {}))

@@ -116,3 +116,13 @@ def test_no_face_is_refused_never_passed_through():
     noise = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
     with pytest.raises(MaskingFailed):
         DigitalMask().mask(noise, Dataset())
+
+
+def test_multiple_faces_policy(astronaut, grace_hopper) -> None:
+    """Two people in one photo: mask the larger face, or refuse the photo (the node then quarantines it)."""
+    h = min(astronaut.shape[0], grace_hopper.shape[0])
+    pair = np.ascontiguousarray(np.concatenate([astronaut[:h], grace_hopper[:h]], axis=1))
+    with pytest.raises(MaskingFailed, match="faces found"):
+        DigitalMask(refine=0, multiple_faces="reject").mask(pair, Dataset())
+    masked = DigitalMask(refine=0, multiple_faces="largest").mask(pair, Dataset())
+    assert masked.pixels.shape == pair.shape and not np.array_equal(masked.pixels, pair)
