@@ -111,7 +111,7 @@ def test_pacs_down_then_back(sample, orthanc, tmp_path) -> None:
 
 
 def test_sigkill_mid_batch_loses_nothing(orthanc, astronaut, tmp_path) -> None:
-    files = [f.save(f.op8(f"kill-{i}", astronaut[::2, ::2], i), tmp_path / f"k{i}.dcm") for i in range(40)]
+    files = [f.save(f.op8(f"kill-{i}", astronaut[::2, ::2], i), tmp_path / f"k{i}.dcm") for i in range(150)]
     node = start_node(tmp_path, orthanc)
     sender = subprocess.Popen(["storescu", "-v", "-aet", "STORESCU", "-aec", "DIGIMASK", "127.0.0.1", str(node.port),
                                *map(str, files)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
