@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 def open_store(settings: Settings, busy_timeout_s: float = 30) -> Store:
-    Path(settings.storage.data_dir).mkdir(parents=True, exist_ok=True)
+    Path(settings.storage.data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
     sessions = db.init(db.make_engine(settings.storage.db_url, busy_timeout_s))
     return Store(Path(settings.storage.data_dir), sessions, settings.node.node_id)
 

@@ -50,8 +50,8 @@ class Store:
         self.data_dir = data_dir
         self.sessions = sessions
         self.node_id = node_id
-        for sub in ("inbox", "outbox", "quarantine"):
-            (data_dir / sub).mkdir(parents=True, exist_ok=True)
+        for sub in ("inbox", "outbox", "quarantine"):  # originals hold PHI: owner-only folders
+            (data_dir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
 
     # -- intake -------------------------------------------------------------------------------------
     def receive(self, data: bytes, pseudo_uid: str, sop_class_uid: str, calling_ae: str, called_ae: str) -> int:

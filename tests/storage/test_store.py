@@ -36,6 +36,7 @@ def test_lifecycle_receive_process_deliver(url, tmp_path) -> None:
     (iid,) = receive(store, 1)
     original = tmp_path / "data" / store.instance(iid)[0].original_path
     assert original.read_bytes() == b"dicom-0"
+    assert original.stat().st_mode & 0o077 == 0 and original.parent.stat().st_mode & 0o077 == 0  # PHI: owner only
     claimed = store.claim_instance(lease_s=60)
     assert claimed is not None and claimed.id == iid and store.claim_instance(lease_s=60) is None
     store.processed(iid, b"masked", ["A", "B"], pseudo_uid="2.25.9", sop_class_uid="1.2.3", pseudo_patient_id="DM-1")
