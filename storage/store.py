@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Claimed:
     id: int
-    pseudo_uid: str
     path: Path
     calling_ae: str
     called_ae: str
@@ -38,7 +37,6 @@ class Claimed:
 class ClaimedDelivery:
     id: int
     instance_id: int
-    pseudo_uid: str
     sop_class_uid: str
     path: Path
     attempts: int
@@ -102,7 +100,7 @@ class Store:
                 if taken == 1:
                     inst = s.get(Instance, iid)
                     assert inst is not None and inst.original_path is not None
-                    return Claimed(iid, inst.pseudo_uid, self.data_dir / inst.original_path, inst.calling_ae, inst.called_ae)
+                    return Claimed(iid, self.data_dir / inst.original_path, inst.calling_ae, inst.called_ae)
         return None
 
     def processed(self, iid: int, output: bytes, destinations: Iterable[str], *, pseudo_uid: str, sop_class_uid: str,
@@ -166,7 +164,7 @@ class Store:
                 if taken == 1:
                     d = s.get(Delivery, did)
                     assert d is not None and d.instance.output_path is not None
-                    out.append(ClaimedDelivery(did, d.instance_id, d.instance.pseudo_uid, d.instance.sop_class_uid,
+                    out.append(ClaimedDelivery(did, d.instance_id, d.instance.sop_class_uid,
                                                self.data_dir / d.instance.output_path, d.attempts, d.created_at))
         return out
 
