@@ -1,6 +1,7 @@
 """Scale-out with Celery on the machine's real Redis: the node dispatches, `digimask worker` processes."""
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -51,7 +52,7 @@ def test_worker_processes_what_the_node_received(redis_url, astronaut, tmp_path)
         wait_for(lambda: store.counts() == {"done": 4}, 30, "deliveries confirmed")
         pseudo = Pseudonymizer(load(config).deid.key())
         expected = {pseudo.derived_uid(pydicom.dcmread(p).SOPInstanceUID) for p in files}
-        got = {pydicom.dcmread(__import__("io").BytesIO(pacs.file(i))).SOPInstanceUID for i in pacs.instances()}
+        got = {pydicom.dcmread(io.BytesIO(pacs.file(i))).SOPInstanceUID for i in pacs.instances()}
         assert got == expected
         worker_log = (tmp_path / "worker.log").read_text(errors="replace")
         assert "digimask.process_instance" in worker_log and "digimask.send_delivery" in worker_log

@@ -1,9 +1,9 @@
 """End to end against real peers: DCMTK storescu (modality) -> digimask serve -> Orthanc (PACS)."""
 from __future__ import annotations
 
+import io
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,7 @@ def arrived(orthanc: Orthanc) -> dict[str, pydicom.Dataset]:
     """Every instance Orthanc holds, read back over its REST API, by SOP Instance UID."""
     out = {}
     for oid in orthanc.instances():
-        ds = pydicom.dcmread(__import__("io").BytesIO(orthanc.file(oid)))
+        ds = pydicom.dcmread(io.BytesIO(orthanc.file(oid)))
         out[str(ds.SOPInstanceUID)] = ds
     return out
 
@@ -136,7 +136,7 @@ def test_bad_input_is_refused_or_quarantined_and_the_node_keeps_serving(orthanc,
     bad = f.bad_inputs(tmp_path / "bad", astronaut[:64, :64])
     node = start_node(tmp_path, orthanc)
     try:
-        for name, path in bad.items():
+        for path in bad.values():
             storescu(node.port, [path])  # each alone: a refused file must not stop the others
         wrong = storescu(node.port, [bad["wrong_sop_class"]])
         assert wrong.returncode != 0  # CT is not an accepted presentation context
