@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from digimask.commands.inputs import IMAGE_SUFFIXES, collect_inputs
+
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,7 +62,7 @@ def run_mask(args: argparse.Namespace) -> int:
 
     from digimask.pipeline.digital_mask import DigitalMask
 
-    inputs = _collect(args.paths)
+    inputs = collect_inputs(args.paths, skip_names=(".params.json", ".preview.png"))
     if not inputs:
         log.error("no images or DICOM files found in %s", ", ".join(map(str, args.paths)))
         return 2
@@ -82,28 +83,6 @@ def run_mask(args: argparse.Namespace) -> int:
         print(f"rejected: {path}: {reason}", file=sys.stderr)
     print(f"{len(inputs) - len(rejected)} masked, {len(rejected)} rejected -> {args.output}")
     return 1 if rejected else 0
-
-
-def _collect(paths: list[Path]) -> list[Path]:
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found.extend(p for p in sorted(path.rglob("*")) if p.is_file() and _maskable(p))
-        elif path.exists():
-            found.append(path)
-        else:
-            log.error("not found: %s", path)
-    return found
-
-
-def _maskable(path: Path) -> bool:
-    suffix = path.suffix.lower()
-    if suffix in IMAGE_SUFFIXES or suffix == ".dcm":
-        return True
-    if path.name.endswith((".params.json", ".preview.png")):
-        return False
-    with path.open("rb") as f:
-        return f.read(132)[128:132] == b"DICM"
 
 
 def _mask_image(path: Path, out_dir: Path, masker, preview: bool) -> None:

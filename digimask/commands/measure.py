@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from digimask.commands.inputs import IMAGE_SUFFIXES, collect_inputs
+
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 MAX_PIXELS = 100_000_000
 
 
@@ -75,25 +76,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(records, indent=2) + "\n")
     return 1 if any(r["status"] != "ok" for r in records) else 0
-
-
-def collect_inputs(paths: list[Path]) -> list[Path]:
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found.extend(p for p in sorted(path.rglob("*")) if p.is_file() and _looks_measurable(p))
-        elif path.exists():
-            found.append(path)
-        else:
-            log.error("not found: %s", path)
-    return found
-
-
-def _looks_measurable(path: Path) -> bool:
-    if path.suffix.lower() in IMAGE_SUFFIXES or path.suffix.lower() == ".dcm":
-        return True
-    with path.open("rb") as f:
-        return f.read(132)[128:132] == b"DICM"
 
 
 class LoadError(Exception):
