@@ -212,3 +212,22 @@ def test_digital_mask_through_the_node(orthanc, astronaut, tmp_path) -> None:
     out.save_as(target, enforce_file_format=True)
     assert dciodvfy_errors(target) == []
     assert len(orthanc.instances()) == 1  # the coffee photo never left
+
+
+def test_out_of_resources_when_the_instance_cannot_be_kept(orthanc, astronaut, tmp_path) -> None:
+    """If the bytes cannot be made durable, the modality is told Out of Resources (0xA700) and keeps them."""
+    node = start_node(tmp_path, orthanc)
+    inbox = tmp_path / "node" / "data" / "inbox"
+    image = f.save(f.op8("oor", astronaut), tmp_path / "oor.dcm")
+    try:
+        inbox.rmdir()
+        inbox.write_text("not a folder")  # writes into it now fail, even for root
+        refused = storescu(node.port, [image], extra=["-v"])
+        assert refused.returncode != 0 and "Refused: OutOfResources" in refused.stdout + refused.stderr
+        inbox.unlink()
+        inbox.mkdir(mode=0o700)
+        assert storescu(node.port, [image]).returncode == 0  # the modality's retry succeeds
+        wait_arrivals(orthanc, 1, timeout=60)
+    finally:
+        node.kill(signal.SIGTERM)
+    assert "could not store an instance from STORESCU; replied Out of Resources" in node.log()
