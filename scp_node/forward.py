@@ -48,8 +48,8 @@ def send_batch(node: Node, dest: Destination, items: list[ClaimedDelivery]) -> l
     except Exception as exc:  # TLS and socket errors surface here
         return [Outcome(i, False, f"cannot connect: {exc}") for i in items]
     if not assoc.is_established:
-        why = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "no association"
-        return [Outcome(i, False, f"association {why} by {dest.ae_title}@{dest.host}:{dest.port}") for i in items]
+        why = "association rejected by" if assoc.is_rejected else "no association (refused, unreachable or aborted) with"
+        return [Outcome(i, False, f"{why} {dest.ae_title}@{dest.host}:{dest.port}") for i in items]
     outcomes = []
     try:
         for item in items:
