@@ -34,6 +34,8 @@ from .quality import (
     check_face_count,
     check_face_size,
     check_pose,
+    eye_spread,
+    occluded_eyes,
     open_ratio,
 )
 
@@ -184,6 +186,7 @@ def _analyse_face(image: np.ndarray, spacing: float | None, opts: AnalysisOption
     check_face_size(interocular, opts.quality)
     pose = head_pose_from_facemesh(points)
     check_pose(pose.yaw_deg, pose.pitch_deg, pose.roll_deg, opts.quality)
+    eyes = _visible(image, eyes, opts)
     result = measure(eyes, pose, spacing, opts.quality.min_open_ratio)
     _check_open(result, eyes, opts)
     h, w = image.shape[:2]
@@ -200,6 +203,7 @@ def _analyse_closeup(image: np.ndarray, spacing: float | None, opts: AnalysisOpt
     eyes = refine_eyes(image, {e.eye.side: e.eye for e in found})
     for eye in eyes.values():
         check_eye_size(eye.width, opts.quality)
+    eyes = _visible(image, eyes, opts)
     result = measure(eyes, None, spacing, opts.quality.min_open_ratio)
     _check_open(result, eyes, opts)
     h, w = image.shape[:2]
@@ -233,6 +237,12 @@ def _plausible_eye(eye: EyeLandmarks) -> bool:
     down = -lid_height(eye.lower_lid, eye.iris_center, u, v)
     lids_ok = -r <= up <= 2.5 * r and -r <= down <= 2.5 * r  # NaN (no lid above the iris) fails
     return 0.12 <= ratio <= 0.40 and 0.15 <= t <= 0.85 and lids_ok
+
+
+def _visible(image: np.ndarray, eyes: dict[str, EyeLandmarks], opts: AnalysisOptions) -> dict[str, EyeLandmarks]:
+    """The eyes without the covered ones (not measured, like an eye out of frame); rejects if none is left."""
+    hidden = occluded_eyes({side: eye_spread(image, eye) for side, eye in eyes.items()}, opts.quality)
+    return {side: eye for side, eye in eyes.items() if side not in hidden}
 
 
 def _check_open(result: Measurements, eyes: dict[str, EyeLandmarks], opts: AnalysisOptions) -> None:

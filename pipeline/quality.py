@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from PIL import Image, ImageDraw
+
+from .landmarks import EyeLandmarks
 
 MultiFacePolicy = Literal["largest", "reject"]
 
@@ -29,6 +32,7 @@ class QualityThresholds:
     max_pitch_deg: float = 30.0
     max_roll_deg: float = 35.0
     min_open_ratio: float = 0.12  # fissure height / fissure width below this: the eye is closed
+    min_eye_spread: float = 15.0  # grey levels; a flatter eye region is covered (see eye_spread)
 
 
 def check_face_count(count: int, policy: MultiFacePolicy) -> None:
@@ -66,3 +70,43 @@ def check_eyes_open(ratios: Mapping[str, float], t: QualityThresholds) -> None:
     """Reject only when every visible eye is closed: one closed eye (complete ptosis) is a finding."""
     if ratios and all(not np.isfinite(r) or r < t.min_open_ratio for r in ratios.values()):
         raise QualityError("eyes closed")
+
+
+def eye_spread(image: np.ndarray, eye: EyeLandmarks) -> float:
+    """How much a visible eye's region varies: 5th-95th percentile grey-level spread, the lower of two regions.
+
+    The regions are the palpebral fissure (sclera and iris; skipped when too small to read, i.e. a closed
+    eye) and a box one eye width long and half as high around the canthal midpoint (lids and lashes). A bar
+    or patch drawn over the eye makes them flat whatever the eye model invents there.
+    """
+    w = max(eye.width, 1.0)
+    centre = (eye.lateral_canthus + eye.medial_canthus) / 2
+    x0, y0 = np.maximum(np.floor(centre - w), 0).astype(int)
+    x1, y1 = np.minimum(np.ceil(centre + w) + 1, image.shape[1::-1]).astype(int)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return 0.0
+    crop = image[y0:y1, x0:x1, :3].astype(np.float32)
+    grey = crop @ np.array([0.299, 0.587, 0.114], np.float32)
+    ys, xs = np.mgrid[y0:y1, x0:x1]
+    u = (eye.medial_canthus - eye.lateral_canthus) / w
+    dx, dy = xs - centre[0], ys - centre[1]
+    box = (np.abs(dx * u[0] + dy * u[1]) <= 0.5 * w) & (np.abs(dy * u[0] - dx * u[1]) <= 0.25 * w)
+    outline = np.vstack([eye.upper_lid, eye.lower_lid[::-1]]) - (x0, y0)
+    canvas = Image.new("1", (x1 - x0, y1 - y0))
+    ImageDraw.Draw(canvas).polygon([tuple(p) for p in outline], fill=1)
+    fissure = np.asarray(canvas, dtype=bool)
+
+    def spread(mask: np.ndarray) -> float:
+        values = grey[mask]
+        return float(np.ptp(np.percentile(values, [5, 95]))) if values.size >= 10 else np.inf
+
+    value = min(spread(box), spread(fissure))
+    return 0.0 if np.isinf(value) else value
+
+
+def occluded_eyes(spreads: Mapping[str, float], t: QualityThresholds) -> list[str]:
+    """The sides whose eye region is flat (covered); reject when no eye is left visible."""
+    hidden = [side for side, value in spreads.items() if value < t.min_eye_spread]
+    if spreads and len(hidden) == len(spreads):
+        raise QualityError(f"{'eyes' if len(spreads) > 1 else 'eye'} not visible (occluded)")
+    return hidden

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from digimask.pipeline.analyse import AnalysisOptions, Rejected, analyse
 from digimask.pipeline.pixels import MaskingFailed
@@ -14,6 +14,7 @@ from digimask.pipeline.quality import (
     check_face_count,
     check_face_size,
     check_pose,
+    occluded_eyes,
 )
 
 
@@ -87,3 +88,49 @@ def test_pose_and_closed_eye_gates_use_the_configured_limits(astronaut: np.ndarr
 def test_unsupported_pixels_are_rejected() -> None:
     with pytest.raises(Rejected, match="unsupported image"):
         analyse(np.zeros((10, 10, 3), np.float32))
+
+
+def test_occluded_eyes_policy() -> None:
+    t = QualityThresholds()
+    assert occluded_eyes({"right": 80.0, "left": 3.0}, t) == ["left"]
+    assert occluded_eyes({"right": 80.0, "left": 60.0}, t) == []
+    with pytest.raises(QualityError, match=r"eyes not visible \(occluded\)"):
+        occluded_eyes({"right": 0.0, "left": 3.0}, t)
+    with pytest.raises(QualityError, match=r"eye not visible \(occluded\)"):
+        occluded_eyes({"left": 0.0}, t)
+
+
+@pytest.fixture(scope="module")
+def astronaut_eyes(astronaut: np.ndarray) -> dict:
+    return analyse(astronaut).eyes
+
+
+def cover(image: np.ndarray, eyes: list, colour: tuple[int, int, int]) -> np.ndarray:
+    """A flat rectangle just over the given eyes' fissures (a larger one hides the face from the detectors)."""
+    points = np.vstack([np.vstack([e.upper_lid, e.lower_lid]) for e in eyes])
+    w = max(e.width for e in eyes)
+    (x0, y0), (x1, y1) = points.min(axis=0) - (0.1 * w, 0.2 * w), points.max(axis=0) + (0.1 * w, 0.2 * w)
+    out = Image.fromarray(image)
+    ImageDraw.Draw(out).rectangle([x0, y0, x1, y1], fill=colour)
+    return np.asarray(out)
+
+
+def skin_colour(image: np.ndarray, eyes: dict) -> tuple[int, int, int]:
+    """The median colour of the cheek, one eye width below the right eye."""
+    eye = eyes["right"]
+    x, y = (eye.iris_center + (0, 1.2 * eye.width)).astype(int)
+    r = int(eye.width / 4)
+    return tuple(int(c) for c in np.median(image[y - r:y + r, x - r:x + r].reshape(-1, 3), axis=0))
+
+
+@pytest.mark.parametrize("patch", ["black bar", "skin patch"])
+def test_covered_eyes_are_not_measured(astronaut: np.ndarray, astronaut_eyes: dict, patch: str) -> None:
+    colour = (0, 0, 0) if patch == "black bar" else skin_colour(astronaut, astronaut_eyes)
+    both = cover(astronaut, list(astronaut_eyes.values()), colour)
+    with pytest.raises(Rejected, match=r"eyes not visible \(occluded\)"):
+        analyse(both)
+    ungated = analyse(both, options=AnalysisOptions(quality=QualityThresholds(min_eye_spread=0.0)))
+    assert set(ungated.measurements.eyes) == {"right", "left"}  # without the gate, invented eyes are measured
+    one = analyse(cover(astronaut, [astronaut_eyes["left"]], colour))
+    assert set(one.eyes) == set(one.measurements.eyes) == {"right"}
+    assert np.linalg.norm(one.eyes["right"].iris_center - astronaut_eyes["right"].iris_center) < 3
