@@ -13,6 +13,7 @@ from typing import Literal
 
 import numpy as np
 
+from .eye_edges import refine_lower_lids
 from .landmarks import (
     REFINE_CROP_FACTORS,
     EyeLandmarks,
@@ -217,13 +218,14 @@ def refine_eyes(image: np.ndarray, eyes: dict[str, EyeLandmarks]) -> dict[str, E
     A first, cheap pass re-centres the crops on the eye model's own canthi; the second averages. Crop
     sizes stay proportional to the incoming eye width: the eye model reads some eyes (large, turned or
     hooded) narrower at every scale, so sizing crops from its own output can shrink them to nothing.
+    Finally the lower lid over the iris is moved to the image's own edge (``eye_edges``).
     """
     widths = {side: eye.width for side, eye in eyes.items()}
     for factors in ((2.3,), REFINE_CROP_FACTORS):
         u, _ = eye_axes(eyes)
         angle = float(np.arctan2(u[1], u[0]))
         eyes = {side: refine_eye(iris_model(), image, eye, angle, factors, widths[side]) for side, eye in eyes.items()}
-    return eyes
+    return refine_lower_lids(image, eyes)
 
 
 def _plausible_eye(eye: EyeLandmarks) -> bool:

@@ -220,3 +220,21 @@ def test_known_lid_drop_lowers_mrd1(photos: dict[str, np.ndarray], baseline: dic
     true = -k * base.measurements.scale.mm_per_px
     change = dropped.mrd1_mm - base.measurements.eyes["right"].mrd1_mm
     assert 1.0 * true < change < 0.15 * true
+
+
+def test_known_lower_lid_rise_lowers_mrd2(photos: dict[str, np.ndarray], baseline: dict[str, Analysis]) -> None:
+    """Synthetic ground truth: the band holding the lower lid margin is moved up by k px (1.8 mm). The
+    eye model alone followed 9 % of that; with the lower lid moved to the image's edge (eye_edges) 27 %:
+    asserted as direction and a floor."""
+    image, base = photos["grace_hopper"], baseline["grace_hopper"]
+    eye = base.eyes["right"]
+    k = 0.3 * eye.iris_radius
+    h, w = image.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(float)
+    c, r = eye.iris_center, eye.iris_radius
+    rel = (yy - c[1]) / r  # depth below the iris centre in radii
+    band = _ramp(rel, 0, 0.35) * (1 - _ramp(rel, 1.8, 3.0)) * (1 - _ramp(np.abs(xx - c[0]), 1.2 * r, 0.65 * eye.width))
+    raised = analyse(_warp(image, 0 * xx, -k * band)).measurements.eyes["right"]
+    true = -k * base.measurements.scale.mm_per_px
+    change = raised.mrd2_mm - base.measurements.eyes["right"].mrd2_mm
+    assert 1.0 * true < change < 0.18 * true
