@@ -18,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import map_coordinates
 
 from digimask.pipeline.analyse import refine_eyes
 from digimask.pipeline.landmarks import EyeLandmarks, eyes_from_facemesh, facemesh
 from digimask.pipeline.measure import EYE_ROTATION_RADIUS_MM as R
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from eye_warps import iris_moved, lid_moved  # noqa: E402
 
 FACES = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared/data/faces"
 # iBUG 68: patient's right eye 36 (lateral) 37 38 (upper) 39 (medial) 40 41 (lower); left eye 42..47.
@@ -161,40 +163,6 @@ def table_dlib(models) -> None:
     if rows:
         m = np.mean(rows, axis=0)
         print(f"{'mean of ' + str(len(rows)) + ' faces':28} {'':6} {m[0]:7.2f} {m[1]:6.2f}")
-
-
-def _warp(image: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    h, w = image.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w].astype(float)
-    out = [map_coordinates(image[..., c].astype(float), [yy - dy, xx - dx], order=3, mode="nearest") for c in range(3)]
-    return np.clip(np.dstack(out), 0, 255).astype(np.uint8)
-
-
-def _ramp(t: np.ndarray, a: float, b: float) -> np.ndarray:
-    return np.clip((t - a) / (b - a), 0, 1)
-
-
-def lid_moved(image: np.ndarray, eye: EyeLandmarks, k: float, lid: str) -> np.ndarray:
-    """Translate the band holding the lid margin by k px toward the iris centre (the iris centre and the
-    canthi stay put): the true MRD changes by exactly -k px."""
-    h, w = image.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w].astype(float)
-    c, r = eye.iris_center, eye.iris_radius
-    sign = 1.0 if lid == "upper" else -1.0
-    rel = sign * (c[1] - yy) / r
-    g = _ramp(rel, 0, 0.35) * (1 - _ramp(rel, 1.8, 3.0))
-    hx = 1 - _ramp(np.abs(xx - c[0]), 1.2 * r, 0.65 * eye.width)
-    return _warp(image, 0 * xx, sign * k * g * hx)
-
-
-def iris_moved(image: np.ndarray, eye: EyeLandmarks, k: float) -> np.ndarray:
-    """Translate the iris sideways by k px; the sclera between it and the canthi stretches, the canthi stay."""
-    h, w = image.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w].astype(float)
-    c, r = eye.iris_center, eye.iris_radius
-    hx = 1 - _ramp(np.abs(xx - c[0]), 1.1 * r, 0.45 * eye.width)
-    gy = 1 - _ramp(np.abs(yy - c[1]), 1.3 * r, 2.0 * r)
-    return _warp(image, k * hx * gy, 0 * xx)
 
 
 def table_warps() -> None:

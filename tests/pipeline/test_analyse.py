@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from digimask.pipeline.analyse import Analysis, AnalysisOptions, Rejected, analyse
+from eye_warps import iris_moved, lid_moved
 
 SWAP = {"right": "left", "left": "right"}
 MRD_TOL_MM, GAZE_TOL_DEG = 0.3, 2.0  # the invariance targets
@@ -169,19 +170,6 @@ def test_repeated_and_concurrent_calls_agree(photos: dict[str, np.ndarray], base
     assert all(r.measurements.eyes["right"].mrd1_mm == pytest.approx(ref, abs=1e-9) for r in results)
 
 
-def _warp(image: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    from scipy.ndimage import map_coordinates
-
-    h, w = image.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w].astype(float)
-    out = [map_coordinates(image[..., c].astype(float), [yy - dy, xx - dx], order=3, mode="nearest") for c in range(3)]
-    return np.clip(np.dstack(out), 0, 255).astype(np.uint8)
-
-
-def _ramp(t: np.ndarray, a: float, b: float) -> np.ndarray:
-    return np.clip((t - a) / (b - a), 0, 1)
-
-
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_known_iris_shift_moves_the_iris_and_gaze(
     photos: dict[str, np.ndarray], baseline: dict[str, Analysis], side: str
@@ -192,12 +180,8 @@ def test_known_iris_shift_moves_the_iris_and_gaze(
     image, base = photos["grace_hopper"], baseline["grace_hopper"]
     eye = base.eyes[side]
     k = 0.3 * eye.iris_radius
-    h, w = image.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w].astype(float)
-    c, r = eye.iris_center, eye.iris_radius
-    field = k * (1 - _ramp(np.abs(xx - c[0]), 1.1 * r, 0.45 * eye.width)) * (1 - _ramp(np.abs(yy - c[1]), 1.3 * r, 2 * r))
-    moved = analyse(_warp(image, field, 0 * xx))
-    shift = moved.eyes[side].iris_center[0] - c[0]
+    moved = analyse(iris_moved(image, eye, k))
+    shift = moved.eyes[side].iris_center[0] - eye.iris_center[0]
     assert 0.6 * k < shift < 1.2 * k
     gaze = moved.measurements.eyes[side].gaze_h_deg - base.measurements.eyes[side].gaze_h_deg
     true = np.degrees(k * base.measurements.scale.mm_per_px / 10.9)  # small-angle, 10.9 mm radius
@@ -211,12 +195,7 @@ def test_known_lid_drop_lowers_mrd1(photos: dict[str, np.ndarray], baseline: dic
     image, base = photos["grace_hopper"], baseline["grace_hopper"]
     eye = base.eyes["right"]
     k = 0.3 * eye.iris_radius
-    h, w = image.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w].astype(float)
-    c, r = eye.iris_center, eye.iris_radius
-    rel = (c[1] - yy) / r  # height above the iris centre in radii
-    band = _ramp(rel, 0, 0.35) * (1 - _ramp(rel, 1.8, 3.0)) * (1 - _ramp(np.abs(xx - c[0]), 1.2 * r, 0.65 * eye.width))
-    dropped = analyse(_warp(image, 0 * xx, k * band)).measurements.eyes["right"]
+    dropped = analyse(lid_moved(image, eye, k, "upper")).measurements.eyes["right"]
     true = -k * base.measurements.scale.mm_per_px
     change = dropped.mrd1_mm - base.measurements.eyes["right"].mrd1_mm
     assert 1.0 * true < change < 0.15 * true
@@ -229,12 +208,7 @@ def test_known_lower_lid_rise_lowers_mrd2(photos: dict[str, np.ndarray], baselin
     image, base = photos["grace_hopper"], baseline["grace_hopper"]
     eye = base.eyes["right"]
     k = 0.3 * eye.iris_radius
-    h, w = image.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w].astype(float)
-    c, r = eye.iris_center, eye.iris_radius
-    rel = (yy - c[1]) / r  # depth below the iris centre in radii
-    band = _ramp(rel, 0, 0.35) * (1 - _ramp(rel, 1.8, 3.0)) * (1 - _ramp(np.abs(xx - c[0]), 1.2 * r, 0.65 * eye.width))
-    raised = analyse(_warp(image, 0 * xx, -k * band)).measurements.eyes["right"]
+    raised = analyse(lid_moved(image, eye, k, "lower")).measurements.eyes["right"]
     true = -k * base.measurements.scale.mm_per_px
     change = raised.mrd2_mm - base.measurements.eyes["right"].mrd2_mm
     assert 1.0 * true < change < 0.18 * true

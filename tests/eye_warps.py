@@ -1,0 +1,44 @@
+"""Synthetic ground truth for the analysis stage: real photos warped by a known amount around one eye.
+
+Shared by the tests (tests/pipeline/test_analyse.py) and the accuracy report (scripts/eval_landmarks.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import map_coordinates
+
+from digimask.pipeline.landmarks import EyeLandmarks
+
+
+def _warp(image: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(float)
+    out = [map_coordinates(image[..., c].astype(float), [yy - dy, xx - dx], order=3, mode="nearest") for c in range(3)]
+    return np.clip(np.dstack(out), 0, 255).astype(np.uint8)
+
+
+def _ramp(t: np.ndarray, a: float, b: float) -> np.ndarray:
+    return np.clip((t - a) / (b - a), 0, 1)
+
+
+def lid_moved(image: np.ndarray, eye: EyeLandmarks, k: float, lid: str) -> np.ndarray:
+    """Translate the band holding the lid margin by k px toward the iris centre (the iris centre and the
+    canthi stay put): the true MRD changes by exactly -k px."""
+    h, w = image.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(float)
+    c, r = eye.iris_center, eye.iris_radius
+    sign = 1.0 if lid == "upper" else -1.0
+    rel = sign * (c[1] - yy) / r
+    g = _ramp(rel, 0, 0.35) * (1 - _ramp(rel, 1.8, 3.0))
+    hx = 1 - _ramp(np.abs(xx - c[0]), 1.2 * r, 0.65 * eye.width)
+    return _warp(image, 0 * xx, sign * k * g * hx)
+
+
+def iris_moved(image: np.ndarray, eye: EyeLandmarks, k: float) -> np.ndarray:
+    """Translate the iris sideways by k px; the sclera between it and the canthi stretches, the canthi stay."""
+    h, w = image.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(float)
+    c, r = eye.iris_center, eye.iris_radius
+    hx = 1 - _ramp(np.abs(xx - c[0]), 1.1 * r, 0.45 * eye.width)
+    gy = 1 - _ramp(np.abs(yy - c[1]), 1.3 * r, 2.0 * r)
+    return _warp(image, k * hx * gy, 0 * xx)
