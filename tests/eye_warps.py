@@ -22,15 +22,24 @@ def _ramp(t: np.ndarray, a: float, b: float) -> np.ndarray:
 
 
 def lid_moved(image: np.ndarray, eye: EyeLandmarks, k: float, lid: str) -> np.ndarray:
-    """Translate the band holding the lid margin by k px toward the iris centre (the iris centre and the
-    canthi stay put): the true MRD changes by exactly -k px."""
+    """Move the lid margin by k px toward the iris centre, as a lid does: it slides over the iris.
+
+    Along each column, everything beyond a band just inside the margin (the margin, lashes, lid and brow)
+    is translated by k; the band, 0.1-0.5 iris radii inside the margin as the baseline analysis placed it,
+    is compressed (the lid slides over it); the iris and sclera inside it, the iris centre and the canthi
+    stay put. So the true MRD changes by exactly -k px, whatever the analysis under test makes of the
+    image (k up to 0.3 radii).
+    """
     h, w = image.shape[:2]
     yy, xx = np.mgrid[0:h, 0:w].astype(float)
     c, r = eye.iris_center, eye.iris_radius
     sign = 1.0 if lid == "upper" else -1.0
-    rel = sign * (c[1] - yy) / r
-    g = _ramp(rel, 0, 0.35) * (1 - _ramp(rel, 1.8, 3.0))
-    hx = 1 - _ramp(np.abs(xx - c[0]), 1.2 * r, 0.65 * eye.width)
+    curve = eye.upper_lid if lid == "upper" else eye.lower_lid
+    order = np.argsort(curve[:, 0])
+    margin = sign * (c[1] - np.interp(xx[0], curve[order, 0], curve[order, 1]))  # px toward the lid, per column
+    rel = (sign * (c[1] - yy) - margin[None]) / r  # radii beyond the margin
+    g = _ramp(rel, -0.5, -0.1) * (1 - _ramp(rel, 1.2, 2.4))
+    hx = 1 - _ramp(np.abs(xx - c[0]), 1.6 * r, 0.45 * eye.width)
     return _warp(image, 0 * xx, sign * k * g * hx)
 
 

@@ -189,8 +189,8 @@ def test_known_iris_shift_moves_the_iris_and_gaze(
 
 
 def test_known_lid_drop_lowers_mrd1(photos: dict[str, np.ndarray], baseline: dict[str, Analysis]) -> None:
-    """Synthetic ground truth: the band holding the upper lid margin is moved down by k px (the iris
-    centre and the canthi stay), so MRD1 falls by exactly k px (1.8 mm). Measured: 29 % of that (the
+    """Synthetic ground truth: the upper lid margin slides down over the iris by k px (the iris, its
+    centre and the canthi stay), so MRD1 falls by exactly k px (1.8 mm). Measured: 27 % of that (the
     models regress toward an average eye; docs/measurements.md): asserted as direction and a floor."""
     image, base = photos["grace_hopper"], baseline["grace_hopper"]
     eye = base.eyes["right"]
@@ -202,13 +202,15 @@ def test_known_lid_drop_lowers_mrd1(photos: dict[str, np.ndarray], baseline: dic
 
 
 def test_known_lower_lid_rise_lowers_mrd2(photos: dict[str, np.ndarray], baseline: dict[str, Analysis]) -> None:
-    """Synthetic ground truth: the band holding the lower lid margin is moved up by k px (1.8 mm). The
-    eye model alone followed 9 % of that; with the lower lid moved to the image's edge (eye_edges) 27 %:
-    asserted as direction and a floor."""
+    """Synthetic ground truth: the lower lid margin slides up over the iris by k px (1.7-1.8 mm). The eye
+    model alone followed 2-12 % of that on grace_hopper's eyes; with the lower lid moved to the image's
+    edge (eye_edges) 7-21 %: asserted as direction and a floor per eye (without the edge step the right eye,
+    at 2 %, falls below it)."""
     image, base = photos["grace_hopper"], baseline["grace_hopper"]
-    eye = base.eyes["right"]
-    k = 0.3 * eye.iris_radius
-    raised = analyse(lid_moved(image, eye, k, "lower")).measurements.eyes["right"]
-    true = -k * base.measurements.scale.mm_per_px
-    change = raised.mrd2_mm - base.measurements.eyes["right"].mrd2_mm
-    assert 1.0 * true < change < 0.18 * true
+    for side in ("right", "left"):
+        eye = base.eyes[side]
+        k = 0.3 * eye.iris_radius
+        raised = analyse(lid_moved(image, eye, k, "lower")).measurements.eyes[side]
+        true = -k * base.measurements.scale.mm_per_px
+        change = raised.mrd2_mm - base.measurements.eyes[side].mrd2_mm
+        assert 1.0 * true < change < 0.04 * true
