@@ -202,8 +202,8 @@ class IrisModel:
         self._lock = threading.Lock()
 
     def _infer(self, crops: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """All crops through the graph as one stream of packets, waited for once (a wait per crop cost
-        most of the time: ~4 ms a crop against ~1 ms streamed)."""
+        """All crops through the graph as one stream of packets, waited for once (the model itself, ~4 ms
+        a crop here, stays the cost; streaming saves the per-crop hand-over, 2-17 % of the analysis)."""
         from mediapipe.python import packet_creator
         from mediapipe.python._framework_bindings import image_frame
 
