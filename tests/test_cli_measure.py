@@ -6,29 +6,16 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+import dicom_factory
 from digimask.cli import main
 
 
-def write_dicom(path, pixels: np.ndarray, spacing_mm: float | None) -> None:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.5.1"  # Ophthalmic Photography 8 Bit
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = pixels.shape[:2]
-    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit, ds.PixelRepresentation = 7, 0
-    ds.ImageLaterality = "B"
-    if spacing_mm:
-        ds.PixelSpacing = [spacing_mm, spacing_mm]
-    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
-    ds.save_as(path, enforce_file_format=True)
+def write_dicom(path, pixels: np.ndarray, spacing_mm: float) -> None:
+    """An Ophthalmic Photography 8 Bit file (the test factory's) with a header pixel spacing."""
+    ds = dicom_factory.op8("astro", pixels)
+    ds.PixelSpacing = [spacing_mm, spacing_mm]
+    dicom_factory.save(ds, path)
 
 
 @pytest.fixture(scope="module")
