@@ -4,7 +4,9 @@ The rendered avatar shares one neutral template with every other mask; only the 
 iris size and head pose follow the patient. Because the clinic measures the mask with the same analysis
 stage, the mask is checked by it: the eye landmarks found on the render are compared with the patient's,
 and the fit's targets are corrected by the difference (a damped fixed-point iteration that cancels the
-detector's bias on synthetic eyes). The best round is kept and its residual error is reported.
+detector's bias on synthetic eyes). A round that comes out worse is dropped and the next one steps
+again from the best round with half the step (backtracking). The
+best round is kept and its residual error is reported.
 """
 from __future__ import annotations
 
@@ -138,7 +140,7 @@ def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, opti
                             laterality=next(iter(patient.eyes)) if len(patient.eyes) == 1 else None)
     target = replace(patient, eyes={side: _initial_target(eye) for side, eye in patient.eyes.items()})
     best: Masked | None = None
-    worse = 0
+    best_target, best_found, damping = target, None, 1.0
     for iteration in range(refine + 1):
         params = replace(fit(target), renderer=backend)
         pixels = render(params)
@@ -149,14 +151,14 @@ def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, opti
         fid = fidelity(patient, found) if found is not None else None
         score = fid.score() if fid is not None else float("inf")
         if best is None or score < best.score:
-            best, worse = Masked(pixels, params, patient, fid, iteration), 0
+            best, best_target, best_found = Masked(pixels, params, patient, fid, iteration), target, found
+            damping *= 0.75 if iteration else 1.0  # the detector's response is not linear
         else:
-            worse += 1
-        if found is None or score <= GOOD_ENOUGH or worse == 2 or set(found.eyes) != set(patient.eyes):
+            damping *= 0.5  # overshot: step again from the best round, shorter
+        if best_found is None or best.score <= GOOD_ENOUGH or set(best_found.eyes) != set(patient.eyes):
             break
-        damping = 0.75**iteration  # the detector's response is not linear
-        target = replace(target, eyes={
-            side: _corrected(target.eyes[side], side, patient, found, damping) for side in target.eyes
+        target = replace(best_target, eyes={
+            side: _corrected(best_target.eyes[side], side, patient, best_found, damping) for side in best_target.eyes
         })
     assert best is not None
     return best
