@@ -73,7 +73,6 @@ class Analysis:
     measurements: Measurements
     faces_found: int = 1
     side_source: Literal["face", "position", "header", "canthal_tilt"] = "face"
-    landmark_check: float = 0.0  # sanity-check figure (disagreement / eye width); lower is better
 
     def to_dict(self) -> dict:
         """JSON-ready: the ``measure`` command's object for one input, without ``path``."""
@@ -159,26 +158,25 @@ def _mesh_on_crop(image: np.ndarray, box: np.ndarray, max_faces: int) -> np.ndar
 def _analyse_face(image: np.ndarray, spacing: float | None, opts: AnalysisOptions) -> Analysis | None:
     model = iris_model()
     boxes = detect_face_boxes(image)
-    faces: list[tuple[np.ndarray, float]] = []  # (points, disagreement)
+    faces: list[np.ndarray] = []  # FaceMesh points of the faces kept
     for points in facemesh(opts.max_faces).detect(image):
         confirmed = any(_overlaps(_bbox(points), b) for b in boxes)
-        disagreement = _eye_disagreement(model, image, eyes_from_facemesh(points))
-        if confirmed or disagreement <= MAX_FACE_EYE_DISAGREEMENT:
-            faces.append((points, disagreement))
-    unmeshed = [b for b in boxes if not any(_overlaps(_bbox(p), b) for p, _ in faces)]
+        if confirmed or _eye_disagreement(model, image, eyes_from_facemesh(points)) <= MAX_FACE_EYE_DISAGREEMENT:
+            faces.append(points)
+    unmeshed = [b for b in boxes if not any(_overlaps(_bbox(p), b) for p in faces)]
     count = len(faces) + len(unmeshed)
     if count == 0:
         return None
     check_face_count(count, opts.quality.multiple_faces)
     area = lambda box: float(np.prod(box[2:] - box[:2]))  # noqa: E731
     largest_box = max(unmeshed, key=area, default=None)
-    if largest_box is not None and (not faces or area(largest_box) > max(area(_bbox(p)) for p, _ in faces)):
+    if largest_box is not None and (not faces or area(largest_box) > max(area(_bbox(p)) for p in faces)):
         points = _mesh_on_crop(image, largest_box, opts.max_faces)
         if points is not None:
-            faces.append((points, _eye_disagreement(model, image, eyes_from_facemesh(points))))
+            faces.append(points)
     if not faces:
         raise QualityError("face found but no landmarks (face too small or occluded)")
-    points, disagreement = max(faces, key=lambda f: area(_bbox(f[0])))
+    points = max(faces, key=lambda p: area(_bbox(p)))
     eyes = refine_eyes(image, eyes_from_facemesh(points))
     interocular = float(np.linalg.norm(
         (eyes["left"].lateral_canthus + eyes["left"].medial_canthus) / 2
@@ -191,7 +189,7 @@ def _analyse_face(image: np.ndarray, spacing: float | None, opts: AnalysisOption
     result = measure(eyes, pose, spacing, opts.quality.min_open_ratio)
     _check_open(result, eyes, opts)
     h, w = image.shape[:2]
-    return Analysis("face", (w, h), eyes, points, pose, result, count, "face", disagreement)
+    return Analysis("face", (w, h), eyes, points, pose, result, count, "face")
 
 
 def _analyse_closeup(image: np.ndarray, spacing: float | None, opts: AnalysisOptions) -> Analysis:
@@ -208,8 +206,7 @@ def _analyse_closeup(image: np.ndarray, spacing: float | None, opts: AnalysisOpt
     result = measure(eyes, None, spacing, opts.quality.min_open_ratio)
     _check_open(result, eyes, opts)
     h, w = image.shape[:2]
-    spread = max(e.consistency for e in found)
-    return Analysis("closeup", (w, h), eyes, None, None, result, 0, found[0].side_source, spread)
+    return Analysis("closeup", (w, h), eyes, None, None, result, 0, found[0].side_source)
 
 
 def refine_eyes(image: np.ndarray, eyes: dict[str, EyeLandmarks]) -> dict[str, EyeLandmarks]:
