@@ -17,7 +17,7 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
+from pydicom.uid import JPEG2000, ExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, generate_uid
 
 OP8 = "1.2.840.10008.5.1.4.1.1.77.1.5.1"
 VLP = "1.2.840.10008.5.1.4.1.1.77.1.4"
@@ -117,6 +117,23 @@ def op8(name: str, rgb: np.ndarray, idx: int = 1) -> Dataset:
         setattr(ds, kw, Sequence([]))
     ds.PatientEyeMovementCommanded = "NO"
     ds.PixelData = np.ascontiguousarray(rgb).tobytes()
+    return ds
+
+
+def op8_jpeg2000(name: str, rgb: np.ndarray, idx: int = 1, lossless: bool = True) -> Dataset:
+    """Ophthalmic Photography 8 Bit in JPEG 2000, as many ophthalmic cameras send it: lossless with the
+    reversible colour transform (YBR_RCT), or lossy 20:1 with the irreversible one (YBR_ICT). Encoded by
+    OpenJPEG (pylibjpeg-openjpeg): DCMTK has no JPEG 2000 encoder."""
+    ds = op8(name, rgb, idx)
+    if lossless:
+        ds.compress(JPEG2000Lossless, rgb)
+        ds.PhotometricInterpretation = "YBR_RCT"
+    else:
+        ds.compress(JPEG2000, rgb, j2k_cr=[20])
+        ds.PhotometricInterpretation = "YBR_ICT"
+        ds.LossyImageCompression = "01"
+        ds.LossyImageCompressionRatio = "20"
+        ds.LossyImageCompressionMethod = "ISO_15444_1"
     return ds
 
 

@@ -167,3 +167,19 @@ def test_compressed_transfer_syntaxes_decode(tool, args, instances, tmp_path) ->
     assert ds.file_meta.TransferSyntaxUID.is_compressed
     out = Processor(settings("pixelate")).process(ds, route=False).dataset
     assert out.pixel_array.shape == read(instances[0]).pixel_array.shape
+
+
+@pytest.mark.parametrize("lossless", [True, False])
+def test_jpeg2000_decodes(lossless, astronaut, tmp_path) -> None:
+    """JPEG 2000 (lossless YBR_RCT, lossy YBR_ICT) is decoded and written out as plain RGB."""
+    src = f.save(f.op8_jpeg2000("j2k", astronaut, lossless=lossless), tmp_path / "j2k.dcm")
+    ds = read(src)
+    assert ds.file_meta.TransferSyntaxUID.is_compressed
+    out = Processor(settings("pixelate")).process(ds, route=False).dataset
+    assert out.pixel_array.shape == astronaut.shape and out.PhotometricInterpretation == "RGB"
+    # colours decoded, not left in the codestream's YCbCr: pixelation keeps the per-channel means
+    assert np.abs(out.pixel_array.mean(axis=(0, 1)) - astronaut.mean(axis=(0, 1))).max() < 3
+    assert out.LossyImageCompression == ("00" if lossless else "01")
+    target = tmp_path / "out.dcm"
+    out.save_as(target, enforce_file_format=True)
+    assert dciodvfy_errors(target) == []

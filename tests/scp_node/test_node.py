@@ -64,17 +64,31 @@ def pseudonymizer(node: NodeProcess) -> Pseudonymizer:
     return Pseudonymizer(load(node.config).deid.key())
 
 
-def test_store_deidentify_mask_and_forward(sample, orthanc, tmp_path) -> None:
+@pytest.fixture(scope="module")
+def jpeg2000(astronaut, tmp_path_factory) -> dict[str, Path]:
+    """OP 8-bit JPEG 2000 files, lossless and lossy, keyed by the storescu option that proposes each."""
+    folder = tmp_path_factory.mktemp("j2k")
+    return {
+        "-xv": f.save(f.op8_jpeg2000("j2k lossless", astronaut, 7, lossless=True), folder / "lossless.dcm"),
+        "-xw": f.save(f.op8_jpeg2000("j2k lossy", astronaut, 8, lossless=False), folder / "lossy.dcm"),
+    }
+
+
+def test_store_deidentify_mask_and_forward(sample, jpeg2000, orthanc, tmp_path) -> None:
     node = start_node(tmp_path, orthanc)
+    sent = [*sample, *jpeg2000.values()]
     try:
         result = storescu(node.port, sample)
         assert result.returncode == 0, result.stderr
-        got = wait_arrivals(orthanc, len(sample))
+        for option, path in jpeg2000.items():  # one JPEG 2000 syntax proposed per association
+            result = storescu(node.port, [path], extra=[option])
+            assert result.returncode == 0, result.stderr
+        got = wait_arrivals(orthanc, len(sent))
     finally:
         node.kill(signal.SIGTERM)
     pseudo = pseudonymizer(node)
-    assert len(got) == len(sample)
-    for path in sample:
+    assert len(got) == len(sent)
+    for path in sent:
         original = pydicom.dcmread(path)
         out = got[pseudo.derived_uid(original.SOPInstanceUID)]
         text = "\n".join(str(e.value) for e in out.iterall() if e.VR not in ("OB", "OW", "SQ"))
