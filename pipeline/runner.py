@@ -9,6 +9,7 @@ import io
 import logging
 import threading
 from collections.abc import Callable
+from typing import Literal
 
 from digimask.config.settings import Settings
 from digimask.pipeline.process import Processor, Quarantined, read
@@ -17,26 +18,26 @@ from digimask.storage.store import Claimed, Store
 log = logging.getLogger(__name__)
 
 
-def process_one(store: Store, processor: Processor, item: Claimed) -> bool:
-    """Run one claimed instance through the pipeline; True if it was queued for delivery."""
+def process_one(store: Store, processor: Processor, item: Claimed) -> Literal["queued", "quarantined", "lost"]:
+    """Run one claimed instance through the pipeline and record the outcome ("lost": the claim ran out
+    and another worker took the instance over; its result is the one kept)."""
     try:
         ds = read(item.path)
         done = processor.process(ds, item.calling_ae, item.called_ae)
         buf = io.BytesIO()
         done.dataset.save_as(buf, enforce_file_format=True)
     except Quarantined as exc:
-        store.quarantine(item.id, exc.reason)
-        return False
+        return "quarantined" if store.quarantine(item, exc.reason) else "lost"
     except Exception as exc:  # a bug must not lose the instance or stop the worker
         log.exception("internal error on instance %s", item.id)
-        store.quarantine(item.id, f"internal error: {type(exc).__name__}")
-        return False
+        return "quarantined" if store.quarantine(item, f"internal error: {type(exc).__name__}") else "lost"
     notes = ", ".join(f"{k}={v}" for k, v in done.notes.items())
-    store.processed(item.id, buf.getvalue(), done.destinations, pseudo_uid=str(done.dataset.SOPInstanceUID),
-                    sop_class_uid=str(done.dataset.SOPClassUID), pseudo_patient_id=done.pseudo_patient_id,
-                    detail=f"masker={processor.masker.name}" + (f"; {notes}" if notes else ""))
+    if not store.processed(item, buf.getvalue(), done.destinations, pseudo_uid=str(done.dataset.SOPInstanceUID),
+                           sop_class_uid=str(done.dataset.SOPClassUID), pseudo_patient_id=done.pseudo_patient_id,
+                           detail=f"masker={processor.masker.name}" + (f"; {notes}" if notes else "")):
+        return "lost"
     log.info("instance %s (%s) queued for %s", item.id, str(done.dataset.SOPInstanceUID)[-12:], ", ".join(done.destinations))
-    return True
+    return "queued"
 
 
 class ProcessWorker(threading.Thread):

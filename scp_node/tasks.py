@@ -59,8 +59,9 @@ def process_instance(instance_id: int) -> str:
     item = store.claim_instance(settings.pipeline.lease_s, only_id=instance_id)
     if item is None:
         return "not waiting"  # done or claimed elsewhere: a duplicate trigger
-    if not process_one(store, _processor(), item):
-        return "quarantined"
+    outcome = process_one(store, _processor(), item)
+    if outcome != "queued":
+        return outcome
     for delivery_id, destination in store.delivery_ids(instance_id):
         send_delivery.delay(delivery_id, destination)
     return "queued"

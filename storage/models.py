@@ -51,6 +51,7 @@ class Instance(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    claim_token: Mapped[str | None] = mapped_column(String(32))  # which claim may record the result
     original_deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="instance", order_by="Delivery.id")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ class Claimed:
     path: Path
     calling_ae: str
     called_ae: str
+    token: str  # only the holder of the current claim may record the instance's result
 
 
 @dataclass(frozen=True)
@@ -89,40 +91,57 @@ class Store:
                 query = query.where(Instance.id == only_id)
             candidates = s.scalars(query.order_by(Instance.id).limit(20)).all()
             for iid in candidates:
+                token = uuid.uuid4().hex
                 taken = s.execute(
                     update(Instance).where(Instance.id == iid, or_(
                         Instance.state == State.RECEIVED,
                         and_(Instance.state == State.PROCESSING, Instance.lease_until < now),
-                    )).values(state=State.PROCESSING, claimed_by=self.node_id,
+                    )).values(state=State.PROCESSING, claimed_by=self.node_id, claim_token=token,
                               lease_until=now + dt.timedelta(seconds=lease_s), updated_at=now)
                 ).rowcount
                 s.commit()
                 if taken == 1:
                     inst = s.get(Instance, iid)
                     assert inst is not None and inst.original_path is not None
-                    return Claimed(iid, self.data_dir / inst.original_path, inst.calling_ae, inst.called_ae)
+                    return Claimed(iid, self.data_dir / inst.original_path, inst.calling_ae, inst.called_ae, token)
         return None
 
-    def processed(self, iid: int, output: bytes, destinations: Iterable[str], *, pseudo_uid: str, sop_class_uid: str,
-                  pseudo_patient_id: str, detail: str = "") -> None:
-        """Store the masked output and queue it for every destination, in one transaction."""
+    @staticmethod
+    def _held(s: Session, claim: Claimed) -> Instance | None:
+        """The claimed instance, locked for update, if ``claim`` is still its current claim; else None
+        (the lease ran out and another worker took it: that worker's result is the one kept)."""
+        inst = s.scalars(select(Instance).where(Instance.id == claim.id).with_for_update()).one_or_none()
+        if inst is None or inst.state != State.PROCESSING or inst.claim_token != claim.token:
+            log.warning("instance %s: claim lost (lease expired and taken over); result discarded", claim.id)
+            return None
+        return inst
+
+    def processed(self, claim: Claimed, output: bytes, destinations: Iterable[str], *, pseudo_uid: str,
+                  sop_class_uid: str, pseudo_patient_id: str, detail: str = "") -> bool:
+        """Store the masked output and queue it for every destination, in one transaction. False (and
+        nothing kept) if the claim was lost meanwhile."""
         rel = Path("outbox") / new_name()
         write_durable(self.data_dir / rel, output)
         with self.sessions.begin() as s:
-            inst = s.get(Instance, iid)
-            assert inst is not None
-            inst.state, inst.output_path = State.QUEUED, str(rel)
-            inst.pseudo_uid, inst.sop_class_uid, inst.pseudo_patient_id = pseudo_uid, sop_class_uid, pseudo_patient_id
-            inst.claimed_by = inst.lease_until = None
-            self._event(s, iid, "deidentified+masked", detail or None)
-            for dest in destinations:
-                s.add(Delivery(instance_id=iid, destination=dest))
-            self._event(s, iid, State.QUEUED, ", ".join(destinations))
+            inst = self._held(s, claim)
+            if inst is not None:
+                inst.state, inst.output_path = State.QUEUED, str(rel)
+                inst.pseudo_uid, inst.sop_class_uid, inst.pseudo_patient_id = pseudo_uid, sop_class_uid, pseudo_patient_id
+                inst.claimed_by = inst.lease_until = inst.claim_token = None
+                self._event(s, claim.id, "deidentified+masked", detail or None)
+                for dest in destinations:
+                    s.add(Delivery(instance_id=claim.id, destination=dest))
+                self._event(s, claim.id, State.QUEUED, ", ".join(destinations))
+        if inst is None:
+            (self.data_dir / rel).unlink(missing_ok=True)
+        return inst is not None
 
-    def quarantine(self, iid: int, reason: str) -> None:
+    def quarantine(self, claim: Claimed, reason: str) -> bool:
+        """Keep the original aside with ``reason``; False (nothing changed) if the claim was lost."""
         with self.sessions.begin() as s:
-            inst = s.get(Instance, iid)
-            assert inst is not None
+            inst = self._held(s, claim)
+            if inst is None:
+                return False
             if inst.original_path and inst.original_path.startswith("inbox/"):
                 new_rel = Path("quarantine") / Path(inst.original_path).name
                 src = self.data_dir / inst.original_path
@@ -130,9 +149,10 @@ class Store:
                     move_durable(src, self.data_dir / new_rel)
                 inst.original_path = str(new_rel)
             inst.state, inst.reason = State.QUARANTINED, reason[:256]
-            inst.claimed_by = inst.lease_until = None
-            self._event(s, iid, State.QUARANTINED, reason)
-        log.warning("instance %s (%s) quarantined: %s", iid, _short(inst.pseudo_uid), reason)
+            inst.claimed_by = inst.lease_until = inst.claim_token = None
+            self._event(s, claim.id, State.QUARANTINED, reason)
+        log.warning("instance %s (%s) quarantined: %s", claim.id, _short(inst.pseudo_uid), reason)
+        return True
 
     def release(self, iid: int) -> bool:
         """Send a quarantined instance through the pipeline again (after the administrator's fix)."""
@@ -230,7 +250,7 @@ class Store:
         n = 0
         with self.sessions.begin() as s:
             n += s.execute(update(Instance).where(Instance.state == State.PROCESSING, Instance.claimed_by == self.node_id)
-                           .values(state=State.RECEIVED, claimed_by=None, lease_until=None)).rowcount
+                           .values(state=State.RECEIVED, claimed_by=None, lease_until=None, claim_token=None)).rowcount
             s.execute(update(Delivery).where(Delivery.state == Send.SENDING, Delivery.claimed_by == self.node_id)
                       .values(state=Send.PENDING, claimed_by=None, lease_until=None))
             known = set(s.scalars(select(Instance.original_path).where(Instance.original_path.like("inbox/%"))).all())

@@ -39,7 +39,7 @@ def test_lifecycle_receive_process_deliver(url, tmp_path) -> None:
     assert original.stat().st_mode & 0o077 == 0 and original.parent.stat().st_mode & 0o077 == 0  # PHI: owner only
     claimed = store.claim_instance(lease_s=60)
     assert claimed is not None and claimed.id == iid and store.claim_instance(lease_s=60) is None
-    store.processed(iid, b"masked", ["A", "B"], pseudo_uid="2.25.9", sop_class_uid="1.2.3", pseudo_patient_id="DM-1")
+    store.processed(claimed, b"masked", ["A", "B"], pseudo_uid="2.25.9", sop_class_uid="1.2.3", pseudo_patient_id="DM-1")
     a = store.claim_deliveries("A", 10, 60)
     assert [d.instance_id for d in a] == [iid] and a[0].path.read_bytes() == b"masked"
     store.delivered(a[0].id, keep_originals_days=0)
@@ -55,8 +55,7 @@ def test_lifecycle_receive_process_deliver(url, tmp_path) -> None:
 def test_retry_backoff_failure_and_manual_retry(url, tmp_path) -> None:
     store = open_store(url, tmp_path / "data")
     (iid,) = receive(store, 1)
-    store.claim_instance(60)
-    store.processed(iid, b"x", ["A"], pseudo_uid="2.25.9", sop_class_uid="1.2.3", pseudo_patient_id="DM-1")
+    store.processed(store.claim_instance(60), b"x", ["A"], pseudo_uid="2.25.9", sop_class_uid="1.2.3", pseudo_patient_id="DM-1")
     (d,) = store.claim_deliveries("A", 10, 60)
     store.send_failed(d.id, "association rejected", utcnow() + dt.timedelta(hours=1))
     assert store.claim_deliveries("A", 10, 60) == []  # not due yet
@@ -77,8 +76,7 @@ def test_retry_backoff_failure_and_manual_retry(url, tmp_path) -> None:
 def test_quarantine_keeps_the_original_and_release_requeues(url, tmp_path) -> None:
     store = open_store(url, tmp_path / "data")
     (iid,) = receive(store, 1)
-    store.claim_instance(60)
-    store.quarantine(iid, "no face found")
+    store.quarantine(store.claim_instance(60), "no face found")
     inst = store.instance(iid)[0]
     assert inst.state == State.QUARANTINED and inst.reason == "no face found"
     assert (tmp_path / "data" / inst.original_path).read_bytes() == b"dicom-0"
@@ -106,11 +104,29 @@ def test_expired_lease_is_taken_over_by_another_node(url, tmp_path) -> None:
     assert b.claim_instance(lease_s=60) is not None
 
 
+def test_a_claim_taken_over_cannot_record_its_result(url, tmp_path) -> None:
+    """A worker whose lease ran out (slow or stalled) finishes after another took the instance over:
+    its result is discarded (no second output file, no second delivery, no quarantine on top)."""
+    a = open_store(url, tmp_path / "data", "node-a")
+    b = open_store(url, tmp_path / "data", "node-b")
+    (iid,) = receive(a, 1)
+    stale = a.claim_instance(lease_s=-1)
+    current = b.claim_instance(lease_s=60)
+    assert stale is not None and current is not None
+    assert not a.processed(stale, b"late", ["PACS"], pseudo_uid="2.25.8", sop_class_uid="1.2.3", pseudo_patient_id="DM")
+    assert not a.quarantine(stale, "no face found")
+    assert b.instance(iid)[0].state == State.PROCESSING
+    assert b.processed(current, b"masked", ["PACS"], pseudo_uid="2.25.9", sop_class_uid="1.2.3", pseudo_patient_id="DM")
+    assert not a.processed(stale, b"late", ["PACS"], pseudo_uid="2.25.8", sop_class_uid="1.2.3", pseudo_patient_id="DM")
+    inst, _, deliveries = b.instance(iid)
+    assert inst.state == State.QUEUED and inst.pseudo_uid == "2.25.9" and len(deliveries) == 1
+    assert [p.read_bytes() for p in (tmp_path / "data" / "outbox").iterdir()] == [b"masked"]
+
+
 def test_two_processes_never_send_the_same_delivery(url, tmp_path) -> None:
     store = open_store(url, tmp_path / "data")
     for iid in receive(store, 40):
-        store.claim_instance(60)
-        store.processed(iid, b"m", ["PACS"], pseudo_uid=f"2.25.{iid}", sop_class_uid="1.2.3", pseudo_patient_id="DM")
+        store.processed(store.claim_instance(60), b"m", ["PACS"], pseudo_uid=f"2.25.{iid}", sop_class_uid="1.2.3", pseudo_patient_id="DM")
     ctx = mp.get_context("spawn")
     queue, start = ctx.Queue(), ctx.Barrier(2)
     procs = [ctx.Process(target=deliver_all, args=(url, str(tmp_path / "data"), f"node-{i}", "PACS", queue, start))
@@ -149,8 +165,7 @@ def test_threads_claim_each_instance_once(url, tmp_path) -> None:
 def test_originals_kept_for_the_retention_period(url, tmp_path) -> None:
     store = open_store(url, tmp_path / "data")
     (iid,) = receive(store, 1)
-    store.claim_instance(60)
-    store.processed(iid, b"m", ["A"], pseudo_uid="2.25.1", sop_class_uid="1.2.3", pseudo_patient_id="DM")
+    store.processed(store.claim_instance(60), b"m", ["A"], pseudo_uid="2.25.1", sop_class_uid="1.2.3", pseudo_patient_id="DM")
     (d,) = store.claim_deliveries("A", 1, 60)
     store.delivered(d.id, keep_originals_days=7)
     original = tmp_path / "data" / store.instance(iid)[0].original_path
