@@ -1,7 +1,7 @@
 """Engine and session factory, built from the settings (never at import time)."""
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.orm import sessionmaker
 
 from digimask.storage.models import Base
@@ -30,6 +30,18 @@ def make_engine(url: str, busy_timeout_s: float = 30) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10)
 
 
+class SchemaMismatch(RuntimeError):
+    """The database was created by an older digimask (tables exist, columns are missing)."""
+
+
 def init(engine: Engine) -> sessionmaker:
+    """Create missing tables; refuse a database whose tables lack columns this version needs (there is
+    no automatic migration: a clear refusal at start beats an SQL error on the first C-STORE)."""
     Base.metadata.create_all(engine)
+    found = inspect(engine)
+    missing = [f"{t.name}.{c.name}" for t in Base.metadata.sorted_tables
+               for c in t.columns if c.name not in {col["name"] for col in found.get_columns(t.name)}]
+    if missing:
+        raise SchemaMismatch(f"the database was created by an older digimask; missing column(s): {', '.join(missing)}"
+                             " (add them, or let the queue drain and start on a new database)")
     return sessionmaker(engine, expire_on_commit=False)

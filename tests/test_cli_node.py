@@ -70,3 +70,20 @@ def test_echo_a_destination(tmp_path, capsys) -> None:
     finally:
         pacs.stop()
     assert main(["echo", "ORTHANC", "--config", str(config)]) == 1  # PACS down
+
+
+def test_a_database_from_an_older_version_is_refused_clearly(config, capsys) -> None:
+    """No automatic migration: a missing column stops serve and the admin commands at once, naming it."""
+    import sqlalchemy
+
+    settings = load(config)
+    open_store(settings)  # creates the current schema
+    engine = sqlalchemy.create_engine(settings.storage.db_url)
+    with engine.begin() as conn:  # as a database from before claim tokens looked
+        conn.execute(sqlalchemy.text("ALTER TABLE storage_instance DROP COLUMN claim_token"))
+    engine.dispose()
+    capsys.readouterr()
+    assert main(["serve", "--config", str(config)]) == 2
+    assert "missing column(s): storage_instance.claim_token" in capsys.readouterr().err
+    assert main(["queue", "list", "--config", str(config)]) == 2
+    assert "older digimask" in capsys.readouterr().err

@@ -33,11 +33,16 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from digimask.scp_node.node import DigimaskNode
+    from digimask.storage.db import SchemaMismatch
 
     s = _settings(args.config)
     if s is None:
         return 2
-    node = DigimaskNode(s)
+    try:
+        node = DigimaskNode(s)
+    except SchemaMismatch as exc:
+        print(exc, file=sys.stderr)
+        return 2
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
@@ -114,9 +119,16 @@ def cmd_deid(args: argparse.Namespace) -> int:
 def _store(config: Path):  # type: ignore[no-untyped-def]
     """The node's store for an administrator command, or None (reasons printed) if the config is invalid."""
     from digimask.scp_node.node import open_store
+    from digimask.storage.db import SchemaMismatch
 
     s = _settings(config)
-    return None if s is None else open_store(s)
+    if s is None:
+        return None
+    try:
+        return open_store(s)
+    except SchemaMismatch as exc:
+        print(exc, file=sys.stderr)
+        return None
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
