@@ -75,10 +75,10 @@ def send_batch(node: Node, dest: Destination, items: list[ClaimedDelivery]) -> l
 def settle(store: Store, settings: Settings, dest: Destination, outcome: Outcome) -> dt.datetime | None:
     """Record one send's outcome; returns when to try again (``None``: delivered, or given up)."""
     if outcome.ok:
-        store.delivered(outcome.delivery.id, settings.storage.keep_originals_days)
+        store.delivered(outcome.delivery, settings.storage.keep_originals_days)
         return None
     when = next_attempt(outcome.delivery, settings.retry)
-    store.send_failed(outcome.delivery.id, outcome.error, when)
+    store.send_failed(outcome.delivery, outcome.error, when)
     log.warning("delivery %s to %s failed (%s); %s", outcome.delivery.id, dest.name, outcome.error,
                 f"retry at {when:%H:%M:%S}" if when else "giving up (max age)")
     return when

@@ -75,6 +75,7 @@ class Delivery(Base):
     done_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    claim_token: Mapped[str | None] = mapped_column(String(32))  # which claim may record the outcome
 
     instance: Mapped[Instance] = relationship(back_populates="deliveries")
 

@@ -43,6 +43,7 @@ class ClaimedDelivery:
     path: Path
     attempts: int
     created_at: dt.datetime
+    token: str  # only the holder of the current claim may record the outcome
 
 
 class Store:
@@ -178,14 +179,16 @@ class Store:
                 query = query.where(Delivery.id == only_id)
             ids = s.scalars(query.order_by(Delivery.next_attempt_at, Delivery.id).limit(limit)).all()
             for did in ids:
+                token = uuid.uuid4().hex
                 taken = s.execute(update(Delivery).where(Delivery.id == did, due).values(
-                    state=Send.SENDING, claimed_by=self.node_id, lease_until=now + dt.timedelta(seconds=lease_s))).rowcount
+                    state=Send.SENDING, claimed_by=self.node_id, claim_token=token,
+                    lease_until=now + dt.timedelta(seconds=lease_s))).rowcount
                 s.commit()
                 if taken == 1:
                     d = s.get(Delivery, did)
                     assert d is not None and d.instance.output_path is not None
                     out.append(ClaimedDelivery(did, d.instance_id, d.instance.sop_class_uid,
-                                               self.data_dir / d.instance.output_path, d.attempts, d.created_at))
+                                               self.data_dir / d.instance.output_path, d.attempts, d.created_at, token))
         return out
 
     def due_work(self, received_before: dt.datetime) -> tuple[list[int], list[tuple[int, str]]]:
@@ -202,33 +205,47 @@ class Store:
             return [(d, dest) for d, dest in s.execute(select(Delivery.id, Delivery.destination)
                                                         .where(Delivery.instance_id == iid)).all()]
 
-    def delivered(self, did: int, keep_originals_days: float) -> None:
+    @staticmethod
+    def _sending(s: Session, claim: ClaimedDelivery) -> Delivery | None:
+        """The claimed delivery, locked, if ``claim`` is still its current claim; else None (the lease ran
+        out and another sender took it over: that sender's outcome is the one recorded)."""
+        d = s.scalars(select(Delivery).where(Delivery.id == claim.id).with_for_update()).one_or_none()
+        if d is None or d.state != Send.SENDING or d.claim_token != claim.token:
+            log.warning("delivery %s: claim lost (lease expired and taken over); outcome not recorded", claim.id)
+            return None
+        return d
+
+    def delivered(self, claim: ClaimedDelivery, keep_originals_days: float) -> bool:
         with self.sessions.begin() as s:
-            d = s.get(Delivery, did)
-            assert d is not None
+            d = self._sending(s, claim)
+            if d is None:
+                return False
             d.state, d.done_at, d.attempts, d.last_error = Send.DONE, utcnow(), d.attempts + 1, None
-            d.claimed_by = d.lease_until = None
+            d.claimed_by = d.lease_until = d.claim_token = None
             inst = d.instance
             self._event(s, inst.id, "forwarded", d.destination)
             if all(x.state == Send.DONE for x in inst.deliveries):
                 inst.state = State.DONE
                 self._event(s, inst.id, State.DONE, None)
                 self._delete_files(inst, originals=keep_originals_days <= 0)
+        return True
 
-    def send_failed(self, did: int, error: str, next_attempt_at: dt.datetime | None) -> None:
+    def send_failed(self, claim: ClaimedDelivery, error: str, next_attempt_at: dt.datetime | None) -> bool:
         """Retry at ``next_attempt_at``; ``None`` means the delivery gave up (visible FAILED state)."""
         with self.sessions.begin() as s:
-            d = s.get(Delivery, did)
-            assert d is not None
+            d = self._sending(s, claim)
+            if d is None:
+                return False
             d.attempts += 1
             d.last_error = error[:256]
-            d.claimed_by = d.lease_until = None
+            d.claimed_by = d.lease_until = d.claim_token = None
             if next_attempt_at is None:
                 d.state = Send.FAILED
                 d.instance.state = State.FAILED
                 self._event(s, d.instance_id, "delivery failed", f"{d.destination}: {error}")
             else:
                 d.state, d.next_attempt_at = Send.PENDING, next_attempt_at
+        return True
 
     def retry_failed(self, destination: str | None = None) -> int:
         """Requeue FAILED deliveries (all, or one destination's) for an immediate new attempt."""
@@ -252,7 +269,7 @@ class Store:
             n += s.execute(update(Instance).where(Instance.state == State.PROCESSING, Instance.claimed_by == self.node_id)
                            .values(state=State.RECEIVED, claimed_by=None, lease_until=None, claim_token=None)).rowcount
             s.execute(update(Delivery).where(Delivery.state == Send.SENDING, Delivery.claimed_by == self.node_id)
-                      .values(state=Send.PENDING, claimed_by=None, lease_until=None))
+                      .values(state=Send.PENDING, claimed_by=None, lease_until=None, claim_token=None))
             known = set(s.scalars(select(Instance.original_path).where(Instance.original_path.like("inbox/%"))).all())
             for path in sorted((self.data_dir / "inbox").glob("*.dcm")):
                 rel = f"inbox/{path.name}"

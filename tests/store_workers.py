@@ -26,5 +26,5 @@ def deliver_all(url: str, data_dir: str, node_id: str, destination: str, queue, 
         for d in items:
             sent.append(d.id)
             time.sleep(0.01)  # a send takes time: gives the other process its chance to race
-            store.delivered(d.id, 0)
+            store.delivered(d, 0)
     queue.put(sent)

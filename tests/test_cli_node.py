@@ -39,7 +39,7 @@ def test_quarantine_and_queue_commands(config, capsys) -> None:
     store.receive(b"good", "2.25.2", "1.2", "STORESCU", "DIGIMASK")
     store.processed(store.claim_instance(60), b"masked", ["PACS"], pseudo_uid="2.25.2", sop_class_uid="1.2", pseudo_patient_id="DM-X")
     (d,) = store.claim_deliveries("PACS", 5, 60)
-    store.send_failed(d.id, "association rejected", None)
+    store.send_failed(d, "association rejected", None)
     capsys.readouterr()
 
     assert main(["quarantine", "list", "--config", str(config)]) == 0

@@ -42,10 +42,10 @@ def test_lifecycle_receive_process_deliver(url, tmp_path) -> None:
     store.processed(claimed, b"masked", ["A", "B"], pseudo_uid="2.25.9", sop_class_uid="1.2.3", pseudo_patient_id="DM-1")
     a = store.claim_deliveries("A", 10, 60)
     assert [d.instance_id for d in a] == [iid] and a[0].path.read_bytes() == b"masked"
-    store.delivered(a[0].id, keep_originals_days=0)
+    store.delivered(a[0], keep_originals_days=0)
     assert store.instance(iid)[0].state == State.QUEUED and original.exists()  # B has not confirmed yet
     b = store.claim_deliveries("B", 10, 60)
-    store.delivered(b[0].id, keep_originals_days=0)
+    store.delivered(b[0], keep_originals_days=0)
     inst, events, deliveries = store.instance(iid)
     assert inst.state == State.DONE and not original.exists() and not a[0].path.exists()
     assert {e.state for e in events} >= {"received", "deidentified+masked", "queued", "forwarded", "done"}
@@ -57,7 +57,7 @@ def test_retry_backoff_failure_and_manual_retry(url, tmp_path) -> None:
     (iid,) = receive(store, 1)
     store.processed(store.claim_instance(60), b"x", ["A"], pseudo_uid="2.25.9", sop_class_uid="1.2.3", pseudo_patient_id="DM-1")
     (d,) = store.claim_deliveries("A", 10, 60)
-    store.send_failed(d.id, "association rejected", utcnow() + dt.timedelta(hours=1))
+    store.send_failed(d, "association rejected", utcnow() + dt.timedelta(hours=1))
     assert store.claim_deliveries("A", 10, 60) == []  # not due yet
     store.sessions().close()
     with store.sessions.begin() as s:  # make it due now
@@ -66,7 +66,7 @@ def test_retry_backoff_failure_and_manual_retry(url, tmp_path) -> None:
         s.get(Delivery, d.id).next_attempt_at = utcnow()
     (d,) = store.claim_deliveries("A", 10, 60)
     assert d.attempts == 1
-    store.send_failed(d.id, "gave up", None)
+    store.send_failed(d, "gave up", None)
     assert store.instance(iid)[0].state == State.FAILED
     assert store.instance(iid)[2][0].last_error == "gave up"
     assert store.retry_failed("A") == 1
@@ -123,6 +123,22 @@ def test_a_claim_taken_over_cannot_record_its_result(url, tmp_path) -> None:
     assert [p.read_bytes() for p in (tmp_path / "data" / "outbox").iterdir()] == [b"masked"]
 
 
+def test_a_delivery_taken_over_cannot_record_its_outcome(url, tmp_path) -> None:
+    """A sender whose lease ran out reports after another sender delivered: the delivery stays done
+    (a stale failure would have queued a resend of a file already removed)."""
+    a = open_store(url, tmp_path / "data", "node-a")
+    b = open_store(url, tmp_path / "data", "node-b")
+    (iid,) = receive(a, 1)
+    a.processed(a.claim_instance(60), b"m", ["PACS"], pseudo_uid="2.25.1", sop_class_uid="1.2.3", pseudo_patient_id="DM")
+    (stale,) = a.claim_deliveries("PACS", 1, lease_s=-1)
+    (current,) = b.claim_deliveries("PACS", 1, lease_s=60)
+    assert b.delivered(current, keep_originals_days=0)
+    assert not a.send_failed(stale, "association aborted", utcnow())
+    assert not a.delivered(stale, keep_originals_days=0)
+    inst, _, (d,) = a.instance(iid)
+    assert inst.state == State.DONE and d.state == Send.DONE and d.attempts == 1
+
+
 def test_two_processes_never_send_the_same_delivery(url, tmp_path) -> None:
     store = open_store(url, tmp_path / "data")
     for iid in receive(store, 40):
@@ -167,7 +183,7 @@ def test_originals_kept_for_the_retention_period(url, tmp_path) -> None:
     (iid,) = receive(store, 1)
     store.processed(store.claim_instance(60), b"m", ["A"], pseudo_uid="2.25.1", sop_class_uid="1.2.3", pseudo_patient_id="DM")
     (d,) = store.claim_deliveries("A", 1, 60)
-    store.delivered(d.id, keep_originals_days=7)
+    store.delivered(d, keep_originals_days=7)
     original = tmp_path / "data" / store.instance(iid)[0].original_path
     assert original.exists() and not d.path.exists()  # masked copy gone once confirmed, original kept
     assert store.purge_originals(7) == 0 and original.exists()
