@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 from .analyse import Analysis, AnalysisOptions, analyse
 from .fit import fit
 from .landmarks import EyeLandmarks
-from .measure import EYE_ROTATION_RADIUS_MM, eye_axes
+from .measure import eye_axes, head_rotation, offset_from_gaze
 from .params import AvatarParams
 from .pixels import MaskingFailed, MaskResult
 from .quality import MultiFacePolicy, QualityThresholds
@@ -97,14 +97,9 @@ def _corrected(target: EyeLandmarks, side: str, patient: Analysis, found: Analys
     p_eye, f_eye = patient.eyes[side], found.eyes[side]
     k = found.measurements.scale.mm_per_px
     u, v = eye_axes(found.eyes)
-    pose = found.head_pose
-    cy, cp = (np.cos(np.radians(pose.yaw_deg)), np.cos(np.radians(pose.pitch_deg))) if pose else (1.0, 1.0)
-
-    def offset_px(angle_deg: float, cos: float) -> float:
-        return EYE_ROTATION_RADIUS_MM * np.sin(np.radians(angle_deg)) * cos / k
-
-    iris = (offset_px(pm.gaze_h_deg, cy) - offset_px(fm.gaze_h_deg, cy)) * u \
-        + (offset_px(pm.gaze_v_deg, cp) - offset_px(fm.gaze_v_deg, cp)) * v
+    rot = head_rotation(found.head_pose, u, v)
+    shift_mm = offset_from_gaze(pm.gaze_h_deg, pm.gaze_v_deg, rot) - offset_from_gaze(fm.gaze_h_deg, fm.gaze_v_deg, rot)
+    iris = shift_mm * (1.0, -1.0) / k  # image pixels (y down)
     lift = gain * (iris @ v)
     upper_lid, lower_lid = np.asarray(target.upper_lid, float), np.asarray(target.lower_lid, float)
     upper = (lid_gain * (pm.mrd1_mm - fm.mrd1_mm) / k + lift) * v
@@ -117,6 +112,14 @@ def _corrected(target: EyeLandmarks, side: str, patient: Analysis, found: Analys
         lateral_canthus=target.lateral_canthus + gain * (p_eye.lateral_canthus - f_eye.lateral_canthus),
         iris_center=target.iris_center + gain * iris,
     )
+
+
+def _pose_error(patient: Analysis, found: Analysis) -> np.ndarray:
+    """Patient's head angles minus the mask's (yaw, pitch, roll degrees); zero without a head pose."""
+    if patient.head_pose is None or found.head_pose is None:
+        return np.zeros(3)
+    p, f = patient.head_pose, found.head_pose
+    return np.array([p.yaw_deg - f.yaw_deg, p.pitch_deg - f.pitch_deg, p.roll_deg - f.roll_deg])
 
 
 @dataclass(frozen=True)
@@ -140,9 +143,10 @@ def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, opti
                             laterality=next(iter(patient.eyes)) if len(patient.eyes) == 1 else None)
     target = replace(patient, eyes={side: _initial_target(eye) for side, eye in patient.eyes.items()})
     best: Masked | None = None
-    best_target, best_found, damping = target, None, 1.0
+    turn = np.zeros(3)  # added to the fitted head angles, so that the mask's head pose reads as the patient's
+    best_target, best_turn, best_found, damping = target, turn, None, 1.0
     for iteration in range(refine + 1):
-        params = replace(fit(target), renderer=backend)
+        params = replace(fit(target, turn), renderer=backend)
         pixels = render(params)
         try:
             found = analyse(pixels, pixel_spacing_mm=pixel_spacing_mm, options=check_options)
@@ -151,7 +155,7 @@ def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, opti
         fid = fidelity(patient, found) if found is not None else None
         score = fid.score() if fid is not None else float("inf")
         if best is None or score < best.score:
-            best, best_target, best_found = Masked(pixels, params, patient, fid, iteration), target, found
+            best, best_target, best_turn, best_found = Masked(pixels, params, patient, fid, iteration), target, turn, found
             damping *= 0.75 if iteration else 1.0  # the detector's response is not linear
         else:
             damping *= 0.5  # overshot: step again from the best round, shorter
@@ -160,6 +164,7 @@ def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, opti
         target = replace(best_target, eyes={
             side: _corrected(best_target.eyes[side], side, patient, best_found, damping) for side in best_target.eyes
         })
+        turn = best_turn + damping * _pose_error(patient, best_found)
     assert best is not None
     return best
 

@@ -61,16 +61,19 @@ class _EyeProblem:
     lids: np.ndarray  # (2, len(LID_GRID)) upper, lower lid height over the canthal axis / canthal distance
 
 
-def fit(analysis: Analysis) -> AvatarParams:
-    """Avatar parameters for one analysed image."""
-    return fit_batch([analysis])[0]
+def fit(analysis: Analysis, head_turn: Sequence[float] | None = None) -> AvatarParams:
+    """Avatar parameters for one analysed image; ``head_turn`` (yaw, pitch, roll degrees) is added to the
+    fitted head angles before the eyes are fitted (the mask's own pose correction)."""
+    return fit_batch([analysis], None if head_turn is None else [head_turn])[0]
 
 
-def fit_batch(analyses: Sequence[Analysis]) -> list[AvatarParams]:
+def fit_batch(analyses: Sequence[Analysis], head_turns: Sequence[Sequence[float]] | None = None) -> list[AvatarParams]:
     """Avatar parameters for several analysed images, solved together."""
     dev = device()
     cameras = [_camera(a) for a in analyses]
     heads = _fit_heads(analyses, cameras, dev)
+    for head, turn in zip(heads, head_turns or []):
+        head[:3] += np.asarray(turn, dtype=float)
     problems, owners = [], []
     for i, a in enumerate(analyses):
         for side, eye in a.eyes.items():

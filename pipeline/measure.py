@@ -17,6 +17,9 @@ from .landmarks import EyeLandmarks
 HVID_MM = 11.7  # horizontal visible iris diameter, adult mean
 HVID_SD_MM = 0.5
 EYE_ROTATION_RADIUS_MM = 10.9  # centre of rotation (13.5 mm behind the corneal apex) to the limbus plane (2.6 mm)
+# How far the limbus centre sits in front of the canthal midpoint in primary gaze: what makes a turned head
+# move the iris across the eye opening. MediaPipe's face geometry: 2.6-3.8 mm (median 3.2) on 16 faces.
+LIMBUS_AHEAD_MM = 3.2
 PIXEL_SPACING_REL_UNCERTAINTY = 0.01  # a calibrated header spacing: assume 1%
 
 
@@ -179,8 +182,7 @@ def measure(
     """All measurements for the visible eyes (see docs/measurements.md)."""
     scale = scale_from(eyes, pixel_spacing_mm)
     u, v = eye_axes(eyes)
-    yaw = np.radians(head_pose.yaw_deg) if head_pose else 0.0
-    pitch = np.radians(head_pose.pitch_deg) if head_pose else 0.0
+    rot = head_rotation(head_pose, u, v)
     out = {}
     for side, eye in eyes.items():
         k = scale.mm_per_px
@@ -188,9 +190,8 @@ def measure(
         up, down = lid_height(eye.upper_lid, c, u, v), -lid_height(eye.lower_lid, c, u, v)
         width = eye.width
         r_mm = eye.iris_radius * k
-        offset = c - _canthal_mid(eye)
-        gaze_h = _rotation_deg(offset @ u * k / np.cos(yaw))
-        gaze_v = _rotation_deg(offset @ v * k / np.cos(pitch))
+        offset = (c - _canthal_mid(eye)) * (k, -k)  # mm, camera frame: x image right, y image up
+        gaze_h, gaze_v = gaze_from_offset(offset, rot)
         out[side] = EyeMeasurements(
             side=side,
             mrd1_mm=up * k,
@@ -218,6 +219,34 @@ def _canthal_mid(eye: EyeLandmarks) -> np.ndarray:
     return (eye.medial_canthus + eye.lateral_canthus) / 2.0
 
 
-def _rotation_deg(offset_mm: float) -> float:
-    """Eye rotation that moves the limbus centre ``offset_mm`` across the image plane."""
-    return float(np.degrees(np.arcsin(np.clip(offset_mm / EYE_ROTATION_RADIUS_MM, -1.0, 1.0))))
+def head_rotation(head_pose: HeadPose | None, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Head axes (x patient's left, y up, z out of the face) to camera axes (x image right, y image up,
+    z toward the camera): the head pose's, or a frontal head rolled to the eyes' axes (u, v) without one."""
+    if head_pose is not None and head_pose.rotation is not None:
+        return head_pose.rotation
+    return np.column_stack([(u[0], -u[1], 0.0), (v[0], -v[1], 0.0), (0.0, 0.0, 1.0)])
+
+
+def _limbus_in_head(h_deg: float, v_deg: float) -> np.ndarray:
+    """Limbus centre relative to the canthal midpoint, head axes (mm), for an eye-in-head gaze."""
+    h, v = np.radians(h_deg), np.radians(v_deg)
+    r = EYE_ROTATION_RADIUS_MM
+    return np.array([r * np.sin(h) * np.cos(v), r * np.sin(v), LIMBUS_AHEAD_MM - r + r * np.cos(h) * np.cos(v)])
+
+
+def offset_from_gaze(h_deg: float, v_deg: float, rotation: np.ndarray) -> np.ndarray:
+    """Image-plane offset (mm, camera x right / y up) of the limbus centre from the canthal midpoint."""
+    return (rotation @ _limbus_in_head(h_deg, v_deg))[:2]
+
+
+def gaze_from_offset(offset_mm: np.ndarray, rotation: np.ndarray) -> tuple[float, float]:
+    """Eye-in-head gaze (h, v degrees) whose limbus centre projects to ``offset_mm``: the inverse of
+    :func:`offset_from_gaze` (the depth term depends on the gaze itself: a few fixed-point steps)."""
+    r = EYE_ROTATION_RADIUS_MM
+    a, b = rotation[:2, :2], rotation[:2, 2]
+    h = v = 0.0
+    for _ in range(6):
+        x, y = np.linalg.solve(a, offset_mm - b * _limbus_in_head(h, v)[2])
+        v = float(np.degrees(np.arcsin(np.clip(y / r, -1.0, 1.0))))
+        h = float(np.degrees(np.arcsin(np.clip(x / (r * np.cos(np.radians(v))), -1.0, 1.0))))
+    return h, v

@@ -8,6 +8,8 @@ from digimask.pipeline.landmarks import EyeLandmarks, eyes_from_facemesh, faceme
 from digimask.pipeline.measure import (
     EYE_ROTATION_RADIUS_MM,
     HVID_MM,
+    LIMBUS_AHEAD_MM,
+    HeadPose,
     head_pose_from_facemesh,
     lid_height,
     measure,
@@ -80,12 +82,33 @@ def test_gaze_follows_the_iris_and_binocular_deviation() -> None:
     eyes = {"right": drawn_eye("right", 150, iris_dx=3), "left": drawn_eye("left", 250, iris_dx=-3, iris_dy=2)}
     result = measure(eyes)
     expected = np.degrees(np.arcsin(3 * MM / EYE_ROTATION_RADIUS_MM))
+    up = np.arcsin(2 * MM / EYE_ROTATION_RADIUS_MM)  # the left eye also looks up (Fick angles)
+    left_h = -np.degrees(np.arcsin(3 * MM / (EYE_ROTATION_RADIUS_MM * np.cos(up))))
     assert result.eyes["right"].gaze_h_deg == pytest.approx(expected)
-    assert result.eyes["left"].gaze_h_deg == pytest.approx(-expected)
-    assert result.eyes["left"].gaze_v_deg == pytest.approx(np.degrees(np.arcsin(2 * MM / EYE_ROTATION_RADIUS_MM)))
-    assert result.binocular.horizontal_deg == pytest.approx(-2 * expected)
-    assert result.binocular.horizontal_pd == pytest.approx(prism_dioptres(-2 * expected))
+    assert result.eyes["left"].gaze_h_deg == pytest.approx(left_h)
+    assert result.eyes["left"].gaze_v_deg == pytest.approx(np.degrees(up))
+    assert result.binocular.horizontal_deg == pytest.approx(left_h - expected)
+    assert result.binocular.horizontal_pd == pytest.approx(prism_dioptres(left_h - expected))
     assert result.binocular.vertical_deg > 0  # left eye higher
+
+
+@pytest.mark.parametrize("yaw, pitch", [(16.0, 0.0), (-20.0, 8.0), (0.0, -12.0)])
+def test_a_turned_head_is_not_read_as_gaze(yaw: float, pitch: float) -> None:
+    """Eyes straight ahead in a turned head: the limbus, 3.2 mm in front of the canthi, shifts across the
+    opening by that depth x sin(turn) (about 5 deg of apparent gaze at 16 deg yaw); gaze reads zero."""
+    y, p = np.radians(yaw), np.radians(pitch)
+    rot_y = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
+    rot_p = np.array([[1, 0, 0], [0, np.cos(p), np.sin(p)], [0, -np.sin(p), np.cos(p)]])
+    rot = rot_y @ rot_p  # the face normal turns toward the image's right (yaw) and up (pitch)
+    shift = rot @ (0.0, 0.0, LIMBUS_AHEAD_MM)  # mm, camera x right / y up
+    dx, dy = shift[0] / MM, shift[1] / MM
+    eyes = {"right": drawn_eye("right", 150, iris_dx=dx, iris_dy=dy), "left": drawn_eye("left", 250, iris_dx=dx, iris_dy=dy)}
+    naive = measure(eyes).eyes["right"]
+    assert abs(naive.gaze_h_deg) + abs(naive.gaze_v_deg) > 3.0  # without the pose: a gaze that is not there
+    m = measure(eyes, HeadPose(yaw, pitch, 0.0, rot)).eyes
+    for side in ("right", "left"):
+        assert m[side].gaze_h_deg == pytest.approx(0.0, abs=0.01)
+        assert m[side].gaze_v_deg == pytest.approx(0.0, abs=0.01)
 
 
 def test_closed_eye_is_flagged() -> None:
