@@ -4,9 +4,10 @@ The rendered avatar shares one neutral template with every other mask; only the 
 iris size and head pose follow the patient. Because the clinic measures the mask with the same analysis
 stage, the mask is checked by it: the eye landmarks found on the render are compared with the patient's,
 and the fit's targets are corrected by the difference (a damped fixed-point iteration that cancels the
-detector's bias on synthetic eyes). A round that comes out worse is dropped and the next one steps
-again from the best round with half the step (backtracking). The
-best round is kept and its residual error is reported.
+detector's bias on synthetic eyes); the fitted head angles are corrected the same way, until the mask's
+head pose reads as the patient's. A round that comes out worse is dropped and the next one steps again
+from the best round with half the step (backtracking). The best round is kept and its residual error is
+reported.
 """
 from __future__ import annotations
 
