@@ -3,16 +3,17 @@
 The rendered avatar shares one neutral template with every other mask; only the lid apertures, gaze,
 iris size and head pose follow the patient. Because the clinic measures the mask with the same analysis
 stage, the mask is checked by it: the eye landmarks found on the render are compared with the patient's,
-and the fit's targets are corrected by the difference (a damped fixed-point iteration that cancels the
-detector's bias on synthetic eyes); the fitted head angles are corrected the same way, until the mask's
-head pose reads as the patient's. A round that comes out worse is dropped and the next one steps again
-from the best round with half the step (backtracking). The best round is kept and its residual error is
-reported.
+and the fit's targets are corrected by the difference, a damped quasi-Newton iteration that cancels the
+detector's bias on synthetic eyes: per eye, lid and iris corrections are divided by the detector's
+response to them, learned from round to round (Broyden). The fitted head angles are corrected too, until
+the mask's head pose reads as the patient's. A round that comes out worse is dropped and the next one
+steps again from the best round with half the step (backtracking). The best round is kept and its
+residual error is reported.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, get_args
 
 import numpy as np
@@ -34,9 +35,12 @@ IRIS_DETECTION_BIAS = 1.22
 # It also reads a rendered upper lid about 0.17 iris radii above the drawn margin (0.11-0.27 on 8 eyes of
 # grace_hopper, obama, biden, takeo; real lids hide the top of the opening under their lashes).
 UPPER_LID_DETECTION_BIAS = 0.17
-IRIS_GAIN, LID_GAIN = 1.2, 1.5  # refinement gains (before damping)
+IRIS_GAIN, LID_GAIN = 1.2, 1.5  # first refinement gains: the detector follows a rendered iris/lid ~1/gain as far
 REFINE_ROUNDS = 5  # at most; each is one analysis + fit + render
 GOOD_ENOUGH = 0.8  # stop refining once the worst error is below 80% of the acceptance limits
+# Guards on the learned detector response: steps shorter than MIN_STEP_PX are noise; a response below
+# MIN_RESPONSE (the detector barely follows) or an ill-conditioned one would make the next step explode.
+MIN_STEP_PX, MIN_RESPONSE, MAX_CONDITION = 0.1, 0.3, 10.0
 
 
 @dataclass(frozen=True)
@@ -84,35 +88,71 @@ def _initial_target(eye: EyeLandmarks) -> EyeLandmarks:
     )
 
 
-def _corrected(target: EyeLandmarks, side: str, patient: Analysis, found: Analysis, damping: float) -> EyeLandmarks:
-    """Move the fit's target for one eye by what the analysis measured wrong on the mask.
+@dataclass(frozen=True)
+class _EyeControls:
+    """Offsets (image px) on one eye's initial fit target, the refinement loop's controls.
 
-    Canthi move by their landmark error; the iris centre by the gaze error and the lids by the MRD errors,
-    converted to pixels on the mask (so gaze references and scale that the analysis derives elsewhere are
-    accounted for). Lids get a larger gain: the detector follows a rendered lid about half as far as it
-    moves. The iris radius is left alone: the detector's reading of it is not monotonic once the lids
-    cover the limbus, and correcting it ran away on half-covered irises.
+    ``c``: upper lid up, lower lid down (over the middle of each lid), iris along the eye's u and v axes
+    (the lids follow the iris's v move, so the MRDs stay put); ``canthi``: medial and lateral canthus moves.
     """
-    gain, lid_gain = IRIS_GAIN * damping, LID_GAIN * damping
+
+    start: EyeLandmarks
+    c: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    canthi: np.ndarray = field(default_factory=lambda: np.zeros((2, 2)))
+
+    def target(self) -> EyeLandmarks:
+        eye = self.start
+        u, v = eye_axes({eye.side: eye})
+        upper_lid, lower_lid = np.asarray(eye.upper_lid, float), np.asarray(eye.lower_lid, float)
+        return replace(
+            eye,
+            upper_lid=upper_lid + _taper(upper_lid, eye) * ((self.c[0] + self.c[3]) * v),
+            lower_lid=lower_lid + _taper(lower_lid, eye) * ((self.c[3] - self.c[1]) * v),
+            iris_center=eye.iris_center + self.c[2] * u + self.c[3] * v,
+            medial_canthus=eye.medial_canthus + self.canthi[0],
+            lateral_canthus=eye.lateral_canthus + self.canthi[1],
+        )
+
+    def stepped(self, step: np.ndarray, canthus_error: np.ndarray, damping: float) -> "_EyeControls":
+        return replace(self, c=self.c + damping * step, canthi=self.canthi + damping * IRIS_GAIN * canthus_error)
+
+
+class _Response:
+    """The detector's response on the mask to one eye's controls: d(measurement, px)/d(control, px).
+
+    It starts at the typical gains and is updated with Broyden's rank-one rule from each round's observed
+    change: how far the detector follows a rendered lid or iris differs per eye, and the two are coupled
+    (a lowered lid pulls the detected iris centre down with it).
+    """
+
+    def __init__(self) -> None:
+        self.jacobian = np.diag([1.0 / LID_GAIN] * 2 + [1.0 / IRIS_GAIN] * 2)
+
+    def learn(self, dc: np.ndarray, de: np.ndarray) -> None:
+        """A control change ``dc`` changed the error (patient minus mask) by ``de``."""
+        if float(dc @ dc) < MIN_STEP_PX**2:
+            return  # a step within the detector's noise says nothing about its gain
+        j = self.jacobian + np.outer(-de - self.jacobian @ dc, dc) / float(dc @ dc)
+        if np.all(np.diag(j) >= MIN_RESPONSE) and np.linalg.cond(j) < MAX_CONDITION:
+            self.jacobian = j
+
+    def step(self, e: np.ndarray) -> np.ndarray:
+        """The control change that cancels the error ``e`` under the current estimate."""
+        return np.linalg.solve(self.jacobian, e)
+
+
+def _errors(side: str, patient: Analysis, found: Analysis) -> tuple[np.ndarray, np.ndarray]:
+    """One eye's error vector (px; see ``_EyeLoop``) and its canthus errors (medial, lateral; px)."""
     pm, fm = patient.measurements.eyes[side], found.measurements.eyes[side]
-    p_eye, f_eye = patient.eyes[side], found.eyes[side]
     k = found.measurements.scale.mm_per_px
     u, v = eye_axes(found.eyes)
     rot = head_rotation(found.head_pose, u, v)
     shift_mm = offset_from_gaze(pm.gaze_h_deg, pm.gaze_v_deg, rot) - offset_from_gaze(fm.gaze_h_deg, fm.gaze_v_deg, rot)
     iris = shift_mm * (1.0, -1.0) / k  # image pixels (y down)
-    lift = gain * (iris @ v)
-    upper_lid, lower_lid = np.asarray(target.upper_lid, float), np.asarray(target.lower_lid, float)
-    upper = (lid_gain * (pm.mrd1_mm - fm.mrd1_mm) / k + lift) * v
-    lower = (lift - lid_gain * (pm.mrd2_mm - fm.mrd2_mm) / k) * v
-    return replace(
-        target,
-        upper_lid=upper_lid + _taper(upper_lid, target) * upper,
-        lower_lid=lower_lid + _taper(lower_lid, target) * lower,
-        medial_canthus=target.medial_canthus + gain * (p_eye.medial_canthus - f_eye.medial_canthus),
-        lateral_canthus=target.lateral_canthus + gain * (p_eye.lateral_canthus - f_eye.lateral_canthus),
-        iris_center=target.iris_center + gain * iris,
-    )
+    e = np.array([(pm.mrd1_mm - fm.mrd1_mm) / k, (pm.mrd2_mm - fm.mrd2_mm) / k, iris @ u, iris @ v])
+    p_eye, f_eye = patient.eyes[side], found.eyes[side]
+    canthi = np.array([p_eye.medial_canthus - f_eye.medial_canthus, p_eye.lateral_canthus - f_eye.lateral_canthus])
+    return e, canthi
 
 
 def _pose_error(patient: Analysis, found: Analysis) -> np.ndarray:
@@ -142,29 +182,36 @@ def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, opti
     patient = analyse(image, pixel_spacing_mm=pixel_spacing_mm, options=options)
     check_options = replace(options or AnalysisOptions(), mode=patient.mode,
                             laterality=next(iter(patient.eyes)) if len(patient.eyes) == 1 else None)
-    target = replace(patient, eyes={side: _initial_target(eye) for side, eye in patient.eyes.items()})
-    best: Masked | None = None
+    controls = {side: _EyeControls(_initial_target(eye)) for side, eye in patient.eyes.items()}
+    response = {side: _Response() for side in patient.eyes}
     turn = np.zeros(3)  # added to the fitted head angles, so that the mask's head pose reads as the patient's
-    best_target, best_turn, best_found, damping = target, turn, None, 1.0
+    best: Masked | None = None
+    best_controls, best_turn, best_found, best_errors, damping = controls, turn, None, None, 1.0
     for iteration in range(refine + 1):
+        target = replace(patient, eyes={side: ctl.target() for side, ctl in controls.items()})
         params = replace(fit(target, turn), renderer=backend)
         pixels = render(params)
         try:
             found = analyse(pixels, pixel_spacing_mm=pixel_spacing_mm, options=check_options)
         except MaskingFailed:
             found = None
+        comparable = found is not None and set(found.eyes) == set(patient.eyes)
+        errors = {side: _errors(side, patient, found) for side in patient.eyes} if comparable else None
+        if errors is not None and best_errors is not None:
+            for side in patient.eyes:
+                response[side].learn(controls[side].c - best_controls[side].c, errors[side][0] - best_errors[side][0])
         fid = fidelity(patient, found) if found is not None else None
         score = fid.score() if fid is not None else float("inf")
         if best is None or score < best.score:
-            best, best_target, best_turn, best_found = Masked(pixels, params, patient, fid, iteration), target, turn, found
+            best, best_controls, best_turn, best_found, best_errors = (
+                Masked(pixels, params, patient, fid, iteration), controls, turn, found, errors)
             damping *= 0.75 if iteration else 1.0  # the detector's response is not linear
         else:
             damping *= 0.5  # overshot: step again from the best round, shorter
-        if best_found is None or best.score <= GOOD_ENOUGH or set(best_found.eyes) != set(patient.eyes):
+        if best_errors is None or best.score <= GOOD_ENOUGH:
             break
-        target = replace(best_target, eyes={
-            side: _corrected(best_target.eyes[side], side, patient, best_found, damping) for side in best_target.eyes
-        })
+        controls = {side: best_controls[side].stepped(response[side].step(best_errors[side][0]), best_errors[side][1], damping)
+                    for side in patient.eyes}
         turn = best_turn + damping * _pose_error(patient, best_found)
     assert best is not None
     return best

@@ -126,3 +126,29 @@ def test_multiple_faces_policy(astronaut, grace_hopper) -> None:
         DigitalMask(refine=0, multiple_faces="reject").mask(pair, Dataset())
     masked = DigitalMask(refine=0, multiple_faces="largest").mask(pair, Dataset())
     assert masked.pixels.shape == pair.shape and not np.array_equal(masked.pixels, pair)
+
+
+def test_refinement_learns_the_detectors_response_and_its_coupling():
+    """A detector that follows a rendered lid 40% of the way and drags the iris centre with it: one
+    observed round is enough for the next correction to aim where a fixed gain would not."""
+    from digimask.pipeline.digital_mask import _Response
+
+    true = np.eye(4)
+    true[0, 0], true[3, 0] = 0.4, 0.2  # d(MRD1 read)/d(lid move); d(iris read along v)/d(lid move)
+    response = _Response()
+    dc = np.array([1.5, 0.0, 0.0, 0.0])
+    response.learn(dc, -true @ dc)  # the error (patient minus mask) shrinks by what the detector saw move
+    wanted = np.array([0.9, 0.0, 0.0, 0.0])
+    step = response.step(true @ wanted)
+    np.testing.assert_allclose(step, wanted, atol=1e-9)
+
+
+def test_refinement_ignores_noise_sized_and_implausible_observations():
+    from digimask.pipeline.digital_mask import MIN_RESPONSE, MIN_STEP_PX, _Response
+
+    response = _Response()
+    start = response.jacobian.copy()
+    response.learn(np.array([0.5 * MIN_STEP_PX, 0, 0, 0]), np.array([-5.0, 0, 0, 0]))  # within the noise
+    response.learn(np.array([0, 2.0, 0, 0]), np.array([0, 2.0, 0, 0]))  # the mask moved the wrong way
+    response.learn(np.array([0, 0, 2.0, 0]), np.array([0, 0, -0.5 * MIN_RESPONSE * 2.0, 0]))  # barely followed
+    np.testing.assert_array_equal(response.jacobian, start)
