@@ -19,6 +19,7 @@ from .landmarks import (
     EyeLandmarks,
     IrisModel,
     detect_face_boxes,
+    detect_near_face_boxes,
     eyes_from_facemesh,
     facemesh,
     find_closeup_eyes,
@@ -158,9 +159,13 @@ def _mesh_on_crop(image: np.ndarray, box: np.ndarray, max_faces: int) -> np.ndar
 def _analyse_face(image: np.ndarray, spacing: float | None, opts: AnalysisOptions) -> Analysis | None:
     model = iris_model()
     boxes = detect_face_boxes(image)
+    near_boxes: list[np.ndarray] | None = None  # only looked for when a FaceMesh face is unconfirmed
     faces: list[np.ndarray] = []  # FaceMesh points of the faces kept
     for points in facemesh(opts.max_faces).detect(image):
         confirmed = any(_overlaps(_bbox(points), b) for b in boxes)
+        if not confirmed:
+            near_boxes = detect_near_face_boxes(image) if near_boxes is None else near_boxes
+            confirmed = any(_overlaps(_bbox(points), b) for b in near_boxes)
         if confirmed or _eye_disagreement(model, image, eyes_from_facemesh(points)) <= MAX_FACE_EYE_DISAGREEMENT:
             faces.append(points)
     unmeshed = [b for b in boxes if not any(_overlaps(_bbox(p), b) for p in faces)]

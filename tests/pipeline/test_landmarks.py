@@ -8,6 +8,8 @@ from PIL import Image
 from digimask.pipeline.landmarks import (
     FaceAlignmentBackend,
     EyeLandmarks,
+    detect_face_boxes,
+    detect_near_face_boxes,
     eye_crop,
     eyes_from_facemesh,
     facemesh,
@@ -91,6 +93,17 @@ def test_closeup_finds_the_eye_cut_from_a_photo(grace_hopper: np.ndarray, side: 
     assert got.consistency < 0.075
     assert np.linalg.norm(got.eye.iris_center - iris) < 0.15 * eye.width * zoom
     assert got.eye.width == pytest.approx(eye.width * zoom, rel=0.25)
+
+
+@pytest.mark.parametrize("photo", ["astronaut", "grace_hopper"])
+def test_near_face_detector_confirms_faces_not_the_ones_imagined_on_eye_closeups(photo: str, request) -> None:
+    """The short-range detector is the second opinion for a face the full-range one misses: it must find
+    the real face, and must not confirm what it half-sees in an eye close-up (there it scores 0.5-0.6)."""
+    image = request.getfixturevalue(photo)
+    (near,), (full,) = detect_near_face_boxes(image), detect_face_boxes(image)
+    assert np.abs(near - full).max() < 0.25 * (full[2] - full[0])
+    for side, eye in eyes_from_facemesh(facemesh().detect(image)[0]).items():
+        assert detect_near_face_boxes(_closeup(image, eye)[0]) == []
 
 
 def test_closeup_search_finds_no_stable_eye_in_a_non_face(astronaut: np.ndarray) -> None:
