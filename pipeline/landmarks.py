@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import wraps
+from inspect import signature
 from pathlib import Path
 from typing import Literal
 
@@ -336,13 +337,34 @@ class FaceAlignmentBackend:
         return [np.asarray(f, dtype=float)[:, :2] for f in found or ()]
 
 
-@lru_cache(maxsize=4)
+_THREAD_MODELS = threading.local()
+
+
+def _per_thread(factory):
+    """Cache ``factory(*args)`` per calling thread: MediaPipe graphs run one image at a time, so worker
+    threads sharing one would queue on its lock (two workers on 2 cores: 1.1-1.3x instead of ~1.8x)."""
+
+    sig = signature(factory)
+
+    @wraps(factory)
+    def get(*args):
+        bound = sig.bind(*args)
+        bound.apply_defaults()
+        cache = _THREAD_MODELS.__dict__.setdefault(factory.__name__, {})
+        if bound.args not in cache:
+            cache[bound.args] = factory(*bound.args)
+        return cache[bound.args]
+
+    return get
+
+
+@_per_thread
 def facemesh(max_faces: int = 4) -> FaceMeshBackend:
-    """The process's FaceMesh instance (creation takes ~100 ms)."""
+    """This thread's FaceMesh instance (creation takes ~100 ms)."""
     return FaceMeshBackend(max_faces)
 
 
-@lru_cache(maxsize=1)
+@_per_thread
 def iris_model() -> IrisModel:
     return IrisModel()
 
@@ -373,7 +395,7 @@ class FaceDetectorBackend:
         return out
 
 
-@lru_cache(maxsize=1)
+@_per_thread
 def face_detector() -> FaceDetectorBackend:
     return FaceDetectorBackend()
 
@@ -385,7 +407,7 @@ def detect_face_boxes(image: np.ndarray) -> list[np.ndarray]:
 NEAR_FACE_MIN_CONFIDENCE = 0.75
 
 
-@lru_cache(maxsize=1)
+@_per_thread
 def near_face_detector() -> FaceDetectorBackend:
     return FaceDetectorBackend(NEAR_FACE_MIN_CONFIDENCE, full_range=False)
 

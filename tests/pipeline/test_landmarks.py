@@ -106,6 +106,19 @@ def test_near_face_detector_confirms_faces_not_the_ones_imagined_on_eye_closeups
         assert detect_near_face_boxes(_closeup(image, eye)[0]) == []
 
 
+def test_each_thread_gets_its_own_models() -> None:
+    """Worker threads must not queue on one MediaPipe graph; within a thread a model is built once."""
+    import threading
+
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append((iris_model(), iris_model(), facemesh(), facemesh(4))))
+    worker.start()
+    worker.join()
+    (model, again, mesh, mesh4), = seen
+    assert model is again and mesh is mesh4
+    assert model is not iris_model() and mesh is not facemesh()
+
+
 def test_closeup_search_finds_no_stable_eye_in_a_non_face(astronaut: np.ndarray) -> None:
     from skimage import data
 
