@@ -264,7 +264,7 @@ def eye_crop(
     Pixel coordinates are continuous (a pixel's centre at +0.5). Outside the image, edge pixels are
     repeated. Returns the crop and a function mapping normalised crop points (N, 2) to image pixels.
     """
-    from PIL import Image
+    import cv2
 
     centre = np.asarray(centre, dtype=float)
     ex = np.array([np.cos(angle), np.sin(angle)])
@@ -272,30 +272,34 @@ def eye_crop(
     if mirrored:
         ex = -ex
     step = float(size) / out
-    half = size / 2.0 * (abs(ex).sum())  # half-extent of the turned square's bounding box
-    x0, y0 = int(np.floor(centre[0] - half)) - 2, int(np.floor(centre[1] - half)) - 2
-    x1, y1 = int(np.ceil(centre[0] + half)) + 2, int(np.ceil(centre[1] + half)) + 2
-    h, w = image.shape[:2]
-    region = image[max(0, y0):max(0, min(h, y1)), max(0, x0):max(0, min(w, x1))]
-    if region.size == 0:
-        region = np.zeros((1, 1, 3), dtype=np.uint8)
-    pads = ((max(0, -y0), max(0, y1 - max(h, y0))), (max(0, -x0), max(0, x1 - max(w, x0))), (0, 0))
-    region = np.pad(region, pads, mode="edge")[: y1 - y0, : x1 - x0]
-    src = Image.fromarray(np.ascontiguousarray(region))
-    k = max(1, int(step))  # box-filter first so a large crop does not alias
-    if k > 1:
-        src = src.reduce(k)
     origin = centre - (ex + ey) * size / 2.0  # image position of the crop's (0, 0) corner
-    o = (origin - (x0, y0)) / k
-    a, d = ex * step / k
-    b, e = ey * step / k
-    crop = src.transform((out, out), Image.AFFINE, (a, b, o[0], d, e, o[1]), Image.BILINEAR)
+    k = max(1, int(step))  # box-filter first so a large crop does not alias
+    src, corner = image, np.zeros(2)
+    if k > 1:
+        half = size / 2.0 * (abs(ex).sum())  # half-extent of the turned square's bounding box
+        x0, y0 = int(np.floor(centre[0] - half)) - 2 * k, int(np.floor(centre[1] - half)) - 2 * k
+        n = (int(np.ceil(2 * half)) + 4 * k) // k * k + k  # a whole number of k-blocks
+        h, w = image.shape[:2]
+        region = image[max(0, y0):max(0, min(h, y0 + n)), max(0, x0):max(0, min(w, x0 + n))]
+        if region.size == 0:
+            region = np.zeros((1, 1, *image.shape[2:]), dtype=image.dtype)
+        pads = ((max(0, -y0), max(0, y0 + n - max(h, y0))), (max(0, -x0), max(0, x0 + n - max(w, x0))), (0, 0))
+        region = np.pad(region, pads[: region.ndim], mode="edge")[:n, :n]
+        src = cv2.resize(region, (n // k, n // k), interpolation=cv2.INTER_AREA)
+        corner = np.array([x0, y0], dtype=float)
+    # dst pixel (j, i) samples the continuous point origin + (j + 0.5) step ex + (i + 0.5) step ey; in the
+    # (reduced) source that is (point - corner) / k, and OpenCV puts pixel centres at integers (-0.5).
+    s = step / k
+    c = (origin - corner) / k - 0.5 + 0.5 * s * (ex + ey)
+    matrix = np.array([[ex[0] * s, ey[0] * s, c[0]], [ex[1] * s, ey[1] * s, c[1]]])
+    crop = cv2.warpAffine(np.ascontiguousarray(src), matrix, (out, out), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
 
     def to_image(points: np.ndarray) -> np.ndarray:
         p = np.asarray(points, dtype=float) * size
         return origin + p[:, :1] * ex + p[:, 1:2] * ey
 
-    return np.asarray(crop), to_image
+    return crop, to_image
 
 
 class FaceAlignmentBackend:
