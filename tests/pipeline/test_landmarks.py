@@ -38,6 +38,19 @@ def test_eye_crop_maps_crop_points_back_to_the_image(mirrored: bool, angle_deg: 
     assert to_image(found[None])[0] == pytest.approx([92.0, 42.0], abs=0.6)
 
 
+@pytest.mark.parametrize("size", [40.0, 130.0, 250.0, 321.0])
+@pytest.mark.parametrize("angle_deg", [0.0, 25.0])
+def test_eye_crop_samples_where_it_says_at_every_size(size: float, angle_deg: float) -> None:
+    """On an image whose pixels hold their own centre's coordinates, every crop pixel must read the
+    point ``to_image`` gives for it, also for large crops that are box-filtered first (those were offset
+    by 1-2 px before)."""
+    yy, xx = np.mgrid[0:600, 0:800]
+    ramp = np.dstack([xx + 0.5, yy + 0.5, np.zeros_like(xx)]).astype(np.float32)
+    crop, to_image = eye_crop(ramp, np.array([400.3, 300.6]), size, np.radians(angle_deg), False, 64)
+    grid = (np.stack(np.meshgrid(np.arange(64), np.arange(64)), axis=-1).reshape(-1, 2) + 0.5) / 64
+    np.testing.assert_allclose(crop[..., :2].reshape(-1, 2), to_image(grid), atol=0.02 * max(1.0, size / 64))
+
+
 def test_eye_crop_repeats_edges_outside_the_image() -> None:
     image = np.full((50, 50, 3), 200, np.uint8)
     crop, _ = eye_crop(image, np.array([0.0, 0.0]), 80.0, 0.3, False, 64)
