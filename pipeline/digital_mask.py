@@ -20,7 +20,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from .analyse import Analysis, AnalysisOptions, analyse
-from .fit import fit
+from .fit import fit, fit_head
 from .landmarks import EyeLandmarks
 from .measure import eye_axes, head_rotation, offset_from_gaze
 from .params import AvatarParams
@@ -187,9 +187,10 @@ def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, opti
     turn = np.zeros(3)  # added to the fitted head angles, so that the mask's head pose reads as the patient's
     best: Masked | None = None
     best_controls, best_turn, best_found, best_errors, damping = controls, turn, None, None, 1.0
+    head = fit_head(patient) if patient.mode == "face" else None  # fitted to FaceMesh points, which never change
     for iteration in range(refine + 1):
         target = replace(patient, eyes={side: ctl.target() for side, ctl in controls.items()})
-        params = replace(fit(target, turn), renderer=backend)
+        params = replace(fit(target, turn, head, best.params if best else None), renderer=backend)
         pixels = render(params)
         try:
             found = analyse(pixels, pixel_spacing_mm=pixel_spacing_mm, options=check_options)

@@ -17,7 +17,7 @@ Runs on CUDA when available, else CPU, in float64.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ _JAW_BELOW_MM = -25.0  # canonical y: mouth and jaw move with expression (an ope
 # Residual weights (pixels are the unit) and priors (per mm / degree), chosen so landmarks dominate.
 _W_CANTHUS, _W_LID, _W_IRIS, _W_RADIUS = 2.0, 1.0, 3.0, 3.0
 _PRIOR = np.array([0.05] * 4 + [0.02] * 6 + [0.002, 0.002, 0.01])
+STEP_TOL = 1e-5  # mm / degrees: a Levenberg-Marquardt step shorter than this ends the fit
 # Anatomical bounds of the eye vector (mm, degrees): a fit never leaves them.
 EYE_LOWER = np.array([-6.0] * 4 + [-8.0, -3.0, -3.0, -6.0, -3.0, -3.0, -40.0, -35.0, 4.0])
 EYE_UPPER = np.array([6.0] * 4 + [8.0, 3.0, 3.0, 6.0, 3.0, 3.0, 40.0, 35.0, 7.5])
@@ -61,23 +62,39 @@ class _EyeProblem:
     lids: np.ndarray  # (2, len(LID_GRID)) upper, lower lid height over the canthal axis / canthal distance
 
 
-def fit(analysis: Analysis, head_turn: Sequence[float] | None = None) -> AvatarParams:
+def fit(analysis: Analysis, head_turn: Sequence[float] | None = None, head: np.ndarray | None = None,
+        eyes_from: AvatarParams | None = None) -> AvatarParams:
     """Avatar parameters for one analysed image; ``head_turn`` (yaw, pitch, roll degrees) is added to the
-    fitted head angles before the eyes are fitted (the mask's own pose correction)."""
-    return fit_batch([analysis], None if head_turn is None else [head_turn])[0]
+    fitted head angles before the eyes are fitted (the mask's own pose correction). ``head``: a head
+    vector already fitted to this analysis (:func:`fit_head`); ``eyes_from``: earlier parameters of the
+    same face whose eye vectors start the eye fit (the mask loop's best round: a few iterations then
+    suffice)."""
+    return fit_batch([analysis], None if head_turn is None else [head_turn], None if head is None else [head],
+                     None if eyes_from is None else [eyes_from])[0]
 
 
-def fit_batch(analyses: Sequence[Analysis], head_turns: Sequence[Sequence[float]] | None = None) -> list[AvatarParams]:
-    """Avatar parameters for several analysed images, solved together."""
+def fit_head(analysis: Analysis) -> np.ndarray:
+    """The head vector (yaw, pitch, roll degrees; translation mm) that :func:`fit` would fit."""
+    return _fit_heads([analysis], [_camera(analysis)], device())[0]
+
+
+def fit_batch(analyses: Sequence[Analysis], head_turns: Sequence[Sequence[float]] | None = None,
+              heads: Sequence[np.ndarray] | None = None,
+              eyes_from: Sequence[AvatarParams | None] | None = None) -> list[AvatarParams]:
+    """Avatar parameters for several analysed images, solved together (arguments as for :func:`fit`)."""
     dev = device()
     cameras = [_camera(a) for a in analyses]
-    heads = _fit_heads(analyses, cameras, dev)
+    heads = [np.array(h, dtype=float) for h in heads] if heads is not None else _fit_heads(analyses, cameras, dev)
     for head, turn in zip(heads, head_turns or []):
         head[:3] += np.asarray(turn, dtype=float)
     problems, owners = [], []
     for i, a in enumerate(analyses):
         for side, eye in a.eyes.items():
-            problems.append(_eye_problem(side, eye, a.mode == "closeup"))
+            problem = _eye_problem(side, eye, a.mode == "closeup")
+            start = eyes_from[i].eyes.get(side) if eyes_from is not None and eyes_from[i] is not None else None
+            if start is not None:
+                problem = replace(problem, p0=np.array(start.as_vector(), dtype=float))
+            problems.append(problem)
             owners.append((i, side))
     eyes = _fit_eyes(problems, [heads[i] for i, _ in owners], [cameras[i] for i, _ in owners], dev)
     out = []
@@ -120,6 +137,7 @@ def levenberg_marquardt(residual, p0: torch.Tensor, data: tuple[torch.Tensor, ..
     lam = torch.full((b,), 1e-3, dtype=p.dtype, device=p.device)
     r = res(p, *data)
     cost = (r**2).sum(1)
+    done = torch.zeros(b, dtype=torch.bool, device=p.device)
     for _ in range(iterations):
         probes = torch.cat([p[:, None, :], p[:, None, :] + step_h * eye[None]], dim=1).reshape(b * (n + 1), n)
         rs = res(probes, *wide).reshape(b, n + 1, -1)
@@ -135,11 +153,14 @@ def levenberg_marquardt(residual, p0: torch.Tensor, data: tuple[torch.Tensor, ..
         cost_trial = (r_trial**2).sum(1)
         better = cost_trial < cost
         gain = ((cost - cost_trial) / cost.clamp(min=1e-12)).clamp(min=0)
+        # Converged: an accepted step that no longer pays, or a step too short to matter (at the optimum
+        # every step fails and only shrinks; a warm start begins there).
+        done |= (better & (gain < tol)) | ((trial - p).abs().amax(1) < STEP_TOL)
         p = torch.where(better[:, None], trial, p)
         r = torch.where(better[:, None], r_trial, r)
         cost = torch.where(better, cost_trial, cost)
         lam = torch.where(better, lam * 0.3, lam * 8.0).clamp(1e-9, 1e9)
-        if bool((better & (gain < tol)).all()):
+        if bool(done.all()):
             break
     return p
 
