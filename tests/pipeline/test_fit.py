@@ -81,6 +81,24 @@ def test_batch_equals_single_fits():
             np.testing.assert_allclose(single.eyes[side].as_vector(), batched.eyes[side].as_vector(), atol=2e-3)
 
 
+def test_a_refit_from_a_given_head_and_earlier_eyes_lands_where_a_fresh_fit_does():
+    """The mask loop passes the head it fitted once and the best round's eyes; the result must not depend
+    on that shortcut, and starting at the solution must stop at once."""
+    a = _synthetic(Head(6, -4, 2, (10, -5, -550)), TRUE_EYES)
+    fresh = fit.fit(a, (1.0, -2.0, 0.5))
+    calls = []
+    real = fit._eye_residual
+    fit._eye_residual = lambda *args: calls.append(1) or real(*args)
+    try:
+        again = fit.fit(a, (1.0, -2.0, 0.5), fit.fit_head(a), fresh)
+    finally:
+        fit._eye_residual = real
+    assert again.head == fresh.head
+    for side in fresh.eyes:
+        np.testing.assert_allclose(again.eyes[side].as_vector(), fresh.eyes[side].as_vector(), atol=1e-3)
+    assert 1 <= len(calls) <= 7  # the first residual and at most 3 Levenberg-Marquardt iterations, not 15
+
+
 def test_params_of_a_real_photo_hold_no_landmarks(astronaut):
     a = analyse(astronaut)
     p = fit.fit(a)
