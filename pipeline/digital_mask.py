@@ -142,7 +142,7 @@ class _Response:
 
 
 def _errors(side: str, patient: Analysis, found: Analysis) -> tuple[np.ndarray, np.ndarray]:
-    """One eye's error vector (px; see ``_EyeLoop``) and its canthus errors (medial, lateral; px)."""
+    """One eye's error vector (px; see ``_EyeControls``) and its canthus errors (medial, lateral; px)."""
     pm, fm = patient.measurements.eyes[side], found.measurements.eyes[side]
     k = found.measurements.scale.mm_per_px
     u, v = eye_axes(found.eyes)
@@ -170,10 +170,25 @@ class Masked:
     analysis: Analysis
     fidelity: Fidelity | None  # None when the mask could not be measured at all
     iterations: int
+    direct: AvatarParams | None = None  # the first round's fit, straight from the patient's landmarks
 
     @property
     def score(self) -> float:
         return self.fidelity.score() if self.fidelity else float("inf")
+
+    def refinement_change(self) -> dict[str, float]:
+        """How far the refinement moved the drawn eyes from the direct fit: the largest change of an eye's
+        rotation (degrees), of the two eyes' difference in rotation (a drawn squint the direct fit did not
+        have) and of a lid's height over the middle of the eye (mm). Zero for the first round's mask."""
+        if self.direct is None:
+            return {"gaze_deg": 0.0, "vergence_deg": 0.0, "lid_mm": 0.0}
+        gaze = lambda e: np.array([e.gaze_yaw_deg, e.gaze_pitch_deg])  # noqa: E731
+        change = {side: gaze(e) - gaze(self.direct.eyes[side]) for side, e in self.params.eyes.items()}
+        lids = [abs(e.upper_lid_mm[0] - self.direct.eyes[side].upper_lid_mm[0]) for side, e in self.params.eyes.items()]
+        lids += [abs(e.lower_lid_mm[0] - self.direct.eyes[side].lower_lid_mm[0]) for side, e in self.params.eyes.items()]
+        vergence = np.abs(change["right"] - change["left"]).max() if len(change) == 2 else 0.0
+        return {"gaze_deg": round(float(np.abs(np.stack(list(change.values()))).max()), 2),
+                "vergence_deg": round(float(vergence), 2), "lid_mm": round(float(max(lids)), 2)}
 
 
 def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, options: AnalysisOptions | None = None,
@@ -191,6 +206,7 @@ def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, opti
     for iteration in range(refine + 1):
         target = replace(patient, eyes={side: ctl.target() for side, ctl in controls.items()})
         params = replace(fit(target, turn, head, best.params if best else None), renderer=backend)
+        direct = params if best is None else best.direct
         pixels = render(params)
         try:
             found = analyse(pixels, pixel_spacing_mm=pixel_spacing_mm, options=check_options)
@@ -205,7 +221,7 @@ def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, opti
         score = fid.score() if fid is not None else float("inf")
         if best is None or score < best.score:
             best, best_controls, best_turn, best_found, best_errors = (
-                Masked(pixels, params, patient, fid, iteration), controls, turn, found, errors)
+                Masked(pixels, params, patient, fid, iteration, direct), controls, turn, found, errors)
             damping *= 0.75 if iteration else 1.0  # the detector's response is not linear
         else:
             damping *= 0.5  # overshot: step again from the best round, shorter
@@ -266,6 +282,7 @@ class DigitalMask:
         if image.ndim == 3 and image.shape[2] == 4:
             pixels = np.dstack([pixels, np.full(image.shape[:2], 255, np.uint8)])
         notes = {"mode": params.mode, "refine_iterations": result.iterations,
+                 "refinement_change": result.refinement_change(),
                  "fidelity": result.fidelity.to_dict() if result.fidelity else None}
         return MaskResult(pixels, params.to_dict(), notes)
 

@@ -152,3 +152,16 @@ def test_refinement_ignores_noise_sized_and_implausible_observations():
     response.learn(np.array([0, 2.0, 0, 0]), np.array([0, 2.0, 0, 0]))  # the mask moved the wrong way
     response.learn(np.array([0, 0, 2.0, 0]), np.array([0, 0, -0.5 * MIN_RESPONSE * 2.0, 0]))  # barely followed
     np.testing.assert_array_equal(response.jacobian, start)
+
+
+def test_notes_say_how_far_the_refinement_moved_the_drawn_eyes(masked, astronaut):
+    """The direct fit is what a mask without refinement draws; the notes measure the refined mask from it."""
+    _, result = masked["astronaut"]
+    change = result.notes["refinement_change"]
+    direct = mask_image(astronaut, refine=0)
+    assert direct.refinement_change() == {"gaze_deg": 0.0, "vergence_deg": 0.0, "lid_mm": 0.0}
+    final = result.params["eyes"]
+    moved = max(abs(final[side][k] - getattr(direct.params.eyes[side], k))
+                for side in ("right", "left") for k in ("gaze_yaw_deg", "gaze_pitch_deg"))
+    assert change["gaze_deg"] == pytest.approx(moved, abs=0.01)
+    assert 0.0 <= change["vergence_deg"] <= 2 * change["gaze_deg"] and change["lid_mm"] >= 0.0
