@@ -155,6 +155,18 @@ def _errors(side: str, patient: Analysis, found: Analysis) -> tuple[np.ndarray, 
     return e, canthi
 
 
+def _aligned_like(params: AvatarParams, direct: AvatarParams) -> AvatarParams:
+    """Both eyes re-aimed by their mean change from ``direct``, so the difference between them stays."""
+    if set(params.eyes) != {"right", "left"}:
+        return params
+    names = ("gaze_yaw_deg", "gaze_pitch_deg")
+    mean = {n: (getattr(params.eyes["right"], n) - getattr(direct.eyes["right"], n)
+                + getattr(params.eyes["left"], n) - getattr(direct.eyes["left"], n)) / 2 for n in names}
+    eyes = {side: replace(e, **{n: round(getattr(direct.eyes[side], n) + mean[n], 4) for n in names})
+            for side, e in params.eyes.items()}
+    return replace(params, eyes=eyes)
+
+
 def _pose_error(patient: Analysis, found: Analysis) -> np.ndarray:
     """Patient's head angles minus the mask's (yaw, pitch, roll degrees); zero without a head pose."""
     if patient.head_pose is None or found.head_pose is None:
@@ -192,8 +204,13 @@ class Masked:
 
 
 def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, options: AnalysisOptions | None = None,
-               refine: int = REFINE_ROUNDS, backend: str = "moderngl") -> Masked:
-    """Mask one RGB image. Raises ``Rejected``/``MaskingFailed`` when it cannot be masked safely."""
+               refine: int = REFINE_ROUNDS, backend: str = "moderngl", keep_alignment: bool = False) -> Masked:
+    """Mask one RGB image. Raises ``Rejected``/``MaskingFailed`` when it cannot be masked safely.
+
+    ``keep_alignment``: the refinement may turn both eyes only together, keeping the direct fit's
+    difference between them (no drawn squint the direct fit did not have), at the cost of fidelity as the
+    analysis measures it (docs/digital_mask.md, Known limits).
+    """
     patient = analyse(image, pixel_spacing_mm=pixel_spacing_mm, options=options)
     check_options = replace(options or AnalysisOptions(), mode=patient.mode,
                             laterality=next(iter(patient.eyes)) if len(patient.eyes) == 1 else None)
@@ -207,6 +224,8 @@ def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, opti
         target = replace(patient, eyes={side: ctl.target() for side, ctl in controls.items()})
         params = replace(fit(target, turn, head, best.params if best else None), renderer=backend)
         direct = params if best is None else best.direct
+        if keep_alignment:
+            params = _aligned_like(params, direct)
         pixels = render(params)
         try:
             found = analyse(pixels, pixel_spacing_mm=pixel_spacing_mm, options=check_options)
@@ -249,14 +268,17 @@ class DigitalMask:
     cleans_recognizable_features = True
 
     def __init__(self, refine: int = REFINE_ROUNDS, renderer: str = "moderngl", strict: bool = False,
-                 multiple_faces: MultiFacePolicy = "largest") -> None:
+                 multiple_faces: MultiFacePolicy = "largest", keep_alignment: bool = False) -> None:
         """``strict``: refuse a mask whose measurements the analysis cannot confirm within the limits.
-        ``multiple_faces``: mask the largest face, or refuse ("reject") a photo showing several."""
+        ``multiple_faces``: mask the largest face, or refuse ("reject") a photo showing several.
+        ``keep_alignment``: never draw a difference between the eyes that the direct fit did not have
+        (see :func:`mask_image`)."""
         if multiple_faces not in get_args(MultiFacePolicy):
             raise ValueError(f"multiple_faces must be one of {get_args(MultiFacePolicy)}, not {multiple_faces!r}")
         self.refine = refine
         self.renderer = renderer
         self.strict = strict
+        self.keep_alignment = keep_alignment
         self.quality = QualityThresholds(multiple_faces=multiple_faces)
 
     def mask(self, image: np.ndarray, ds: Dataset) -> MaskResult:
@@ -265,7 +287,7 @@ class DigitalMask:
         rgb = np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image[:, :, :3]
         try:
             result = mask_image(rgb, pixel_spacing_mm=_spacing(ds), options=_options(ds, self.quality), refine=self.refine,
-                                backend=self.renderer)
+                                backend=self.renderer, keep_alignment=self.keep_alignment)
         except MaskingFailed:
             raise
         except Exception as exc:  # never let an unexpected failure pass the original pixels on

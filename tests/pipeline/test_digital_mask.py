@@ -165,3 +165,13 @@ def test_notes_say_how_far_the_refinement_moved_the_drawn_eyes(masked, astronaut
                 for side in ("right", "left") for k in ("gaze_yaw_deg", "gaze_pitch_deg"))
     assert change["gaze_deg"] == pytest.approx(moved, abs=0.01)
     assert 0.0 <= change["vergence_deg"] <= 2 * change["gaze_deg"] and change["lid_mm"] >= 0.0
+
+
+def test_keep_alignment_draws_no_new_difference_between_the_eyes(astronaut):
+    """With keep_alignment the refinement may re-aim the eyes only together: the drawn difference between
+    them stays the direct fit's, where the default loop changes it."""
+    free = mask_image(astronaut)
+    kept = mask_image(astronaut, keep_alignment=True)
+    assert kept.refinement_change()["vergence_deg"] == pytest.approx(0.0, abs=0.01)
+    assert free.refinement_change()["vergence_deg"] > 1.0
+    assert kept.refinement_change()["gaze_deg"] > 0.5  # it still refines, both eyes together
