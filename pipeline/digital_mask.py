@@ -209,7 +209,7 @@ def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, opti
 
     ``keep_alignment``: the refinement may turn both eyes only together, keeping the direct fit's
     difference between them (no drawn squint the direct fit did not have), at the cost of fidelity as the
-    analysis measures it (docs/digital_mask.md, Known limits).
+    analysis measures it (docs/digital_mask.md, "The refinement loop and the drawn eyes").
     """
     patient = analyse(image, pixel_spacing_mm=pixel_spacing_mm, options=options)
     check_options = replace(options or AnalysisOptions(), mode=patient.mode,
