@@ -108,14 +108,16 @@ class Store:
         return None
 
     @staticmethod
-    def _held(s: Session, claim: Claimed) -> Instance | None:
-        """The claimed instance, locked for update, if ``claim`` is still its current claim; else None
-        (the lease ran out and another worker took it: that worker's result is the one kept)."""
-        inst = s.scalars(select(Instance).where(Instance.id == claim.id).with_for_update()).one_or_none()
-        if inst is None or inst.state != State.PROCESSING or inst.claim_token != claim.token:
-            log.warning("instance %s: claim lost (lease expired and taken over); result discarded", claim.id)
+    def _held(s: Session, claim: Claimed | ClaimedDelivery) -> Instance | Delivery | None:
+        """The claimed instance or delivery, locked for update, if ``claim`` is still its current claim;
+        else None (the lease ran out and another worker or sender took it over: its result is the one kept)."""
+        model, busy = (Instance, State.PROCESSING) if isinstance(claim, Claimed) else (Delivery, Send.SENDING)
+        row = s.scalars(select(model).where(model.id == claim.id).with_for_update()).one_or_none()
+        if row is None or row.state != busy or row.claim_token != claim.token:
+            log.warning("%s %s: claim lost (lease expired and taken over); result not recorded",
+                        model.__name__.lower(), claim.id)
             return None
-        return inst
+        return row
 
     def processed(self, claim: Claimed, output: bytes, destinations: Iterable[str], *, pseudo_uid: str,
                   sop_class_uid: str, pseudo_patient_id: str, detail: str = "") -> bool:
@@ -205,19 +207,9 @@ class Store:
             return [(d, dest) for d, dest in s.execute(select(Delivery.id, Delivery.destination)
                                                         .where(Delivery.instance_id == iid)).all()]
 
-    @staticmethod
-    def _sending(s: Session, claim: ClaimedDelivery) -> Delivery | None:
-        """The claimed delivery, locked, if ``claim`` is still its current claim; else None (the lease ran
-        out and another sender took it over: that sender's outcome is the one recorded)."""
-        d = s.scalars(select(Delivery).where(Delivery.id == claim.id).with_for_update()).one_or_none()
-        if d is None or d.state != Send.SENDING or d.claim_token != claim.token:
-            log.warning("delivery %s: claim lost (lease expired and taken over); outcome not recorded", claim.id)
-            return None
-        return d
-
     def delivered(self, claim: ClaimedDelivery, keep_originals_days: float) -> bool:
         with self.sessions.begin() as s:
-            d = self._sending(s, claim)
+            d = self._held(s, claim)
             if d is None:
                 return False
             d.state, d.done_at, d.attempts, d.last_error = Send.DONE, utcnow(), d.attempts + 1, None
@@ -233,7 +225,7 @@ class Store:
     def send_failed(self, claim: ClaimedDelivery, error: str, next_attempt_at: dt.datetime | None) -> bool:
         """Retry at ``next_attempt_at``; ``None`` means the delivery gave up (visible FAILED state)."""
         with self.sessions.begin() as s:
-            d = self._sending(s, claim)
+            d = self._held(s, claim)
             if d is None:
                 return False
             d.attempts += 1
