@@ -5,7 +5,7 @@
 Defaults to ../shared/data/faces. Rejected inputs get a grey tile with the reason. ``--eyes`` shows the
 band around both eyes, enlarged, and adds the direct fit (the mask without refinement rounds) between
 original and mask, so a reviewer can judge whether the refinement draws the gaze and lids more like the
-patient's or less (docs/digital_mask.md, Known limits). The sheet shows the originals, so it is a
+patient's or less (docs/digital_mask.md, "The refinement loop and the drawn eyes"). The sheet shows the originals, so it is a
 development artefact: never commit it.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 
 from digimask.pipeline.digital_mask import mask_image
 from digimask.pipeline.pixels import MaskingFailed
+from digimask.pipeline.render import render
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -53,7 +54,7 @@ def main(out: Path, sources: list[Path], eyes: bool) -> None:
             result = mask_image(image)
             box = eye_band(result.analysis.eyes) if eyes else None
             found = result.fidelity.to_dict() if result.fidelity else "unmeasured"
-            masks = [tile(mask_image(image, refine=0).pixels, box)] if eyes else []
+            masks = [tile(render(result.direct), box)] if eyes else []
             masks.append(tile(result.pixels, box))
             label = f"{result.params.mode}; fidelity {found}"
         except MaskingFailed as exc:
