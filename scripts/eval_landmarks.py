@@ -19,12 +19,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from digimask.evaluation.eye_warps import iris_moved, lid_moved
 from digimask.pipeline.analyse import refine_eyes
 from digimask.pipeline.landmarks import EyeLandmarks, eyes_from_facemesh, facemesh
 from digimask.pipeline.measure import EYE_ROTATION_RADIUS_MM as R
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from eye_warps import iris_moved, lid_moved  # noqa: E402
 
 FACES = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared/data/faces"
 # iBUG 68: patient's right eye 36 (lateral) 37 38 (upper) 39 (medial) 40 41 (lower); left eye 42..47.

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from digimask.evaluation.eye_warps import iris_moved, lid_moved
 from digimask.pipeline.analyse import Analysis, AnalysisOptions, Rejected, analyse
-from eye_warps import iris_moved, lid_moved
 
 SWAP = {"right": "left", "left": "right"}
 MRD_TOL_MM, GAZE_TOL_DEG = 0.3, 2.0  # the invariance targets

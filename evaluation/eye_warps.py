@@ -1,6 +1,6 @@
 """Synthetic ground truth for the analysis stage: real photos warped by a known amount around one eye.
 
-Shared by the tests (tests/pipeline/test_analyse.py) and the accuracy report (scripts/eval_landmarks.py).
+Used by the invariance tests (tests/pipeline/test_analyse.py) and the accuracy report (scripts/eval_landmarks.py).
 """
 from __future__ import annotations
 
