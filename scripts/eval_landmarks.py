@@ -7,6 +7,8 @@
 2. Against dlib's 68-point model on every face photo in FACES (agreement, not accuracy).
 3. Known geometric warps of real photos (synthetic ground truth): an upper/lower lid margin moved by k px,
    the iris moved sideways by k px; the measured change against the true one.
+4. Rendered ground truth: the mask stage's avatar (the direct fit to a photo) drawn again with one lid
+   moved by 1 mm or both eyes turned by 10 deg; the measured change against the drawn one.
 
 Usage: .venv/bin/python scripts/eval_landmarks.py [FACES_DIR]   (default ../shared/data/faces)
 dlib's 68-point model (iBUG 300-W terms: evaluation only) comes from face_recognition_models.
@@ -188,11 +190,76 @@ def table_warps() -> None:
                       f"{got / true:6.2f}")
 
 
+def drawn_eye(params, side: str, u: np.ndarray, v: np.ndarray) -> tuple[float, float]:
+    """MRD1 and MRD2 (px) of the avatar's eye as drawn: its limbus centre to its lid margins along v."""
+    import torch
+
+    from digimask.pipeline import avatar
+    from digimask.pipeline.measure import lid_height
+    from digimask.pipeline.template import load
+
+    tpl, f64 = load(), torch.float64
+    eye = tpl.eyes[side]
+    p = torch.tensor(params.eyes[side].as_vector(), dtype=f64)
+    h, c = params.head, params.camera
+    head = torch.tensor([h.yaw_deg, h.pitch_deg, h.roll_deg, *h.translation_mm], dtype=f64)
+    camera = torch.tensor([c.focal_px, c.cx, c.cy], dtype=f64)
+    sign, centre = torch.tensor(eye.sign, dtype=f64), torch.as_tensor(eye.eyeball_center, dtype=f64)
+    t = np.linspace(0.0, 1.0, 201)
+
+    def pixels(points: torch.Tensor) -> np.ndarray:
+        return avatar.project(avatar.to_camera(points, head), camera).numpy()
+
+    with torch.no_grad():
+        iris = pixels(avatar.limbus(p, centre, sign))[0]
+        lids = [pixels(avatar.lid_points(p, torch.as_tensor(t), torch.as_tensor(avatar.margin_template(eye, tpl, t, upper)),
+                                         sign, centre, upper)) for upper in (True, False)]
+    return lid_height(lids[0], iris, u, v), -lid_height(lids[1], iris, u, v)
+
+
+def table_renders() -> None:
+    from dataclasses import replace
+
+    from digimask.pipeline.analyse import analyse
+    from digimask.pipeline.digital_mask import mask_image
+    from digimask.pipeline.measure import eye_axes
+    from digimask.pipeline.render import render
+
+    print("\n4. Rendered ground truth: the avatar drawn with a known change, measured change vs drawn")
+    print(f"{'photo':14} {'eye':5} {'change':22} {'true':>7} {'measured':>9} {'ratio':>6}")
+    changes = (("MRD1 (upper lid -1 mm)", "upper_lid_mm", -1.0), ("MRD2 (lower lid +1 mm)", "lower_lid_mm", 1.0),
+               ("gaze_h (both +10 deg)", "gaze_yaw_deg", 10.0), ("gaze_v (both +10 deg)", "gaze_pitch_deg", 10.0))
+    for name in ("astronaut.png", "grace_hopper.jpg", "obama.jpg"):
+        params = mask_image(np.asarray(Image.open(FACES / name).convert("RGB")), refine=0).params
+        base = analyse(render(params))
+        u, v = eye_axes(base.eyes)
+        k = base.measurements.scale.mm_per_px
+        for label, field, delta in changes:
+            if field.endswith("lid_mm"):
+                eyes = {side: replace(e, **{field: (getattr(e, field)[0] + delta, *getattr(e, field)[1:])})
+                        for side, e in params.eyes.items()}
+            else:
+                eyes = {side: replace(e, **{field: getattr(e, field) + delta}) for side, e in params.eyes.items()}
+            moved = replace(params, eyes=eyes)
+            found = analyse(render(moved))
+            for side in base.eyes:
+                m0, m1 = base.measurements.eyes[side], found.measurements.eyes[side]
+                if field.endswith("lid_mm"):
+                    i = 0 if field == "upper_lid_mm" else 1
+                    true = (drawn_eye(moved, side, u, v)[i] - drawn_eye(params, side, u, v)[i]) * k
+                    got = (m1.mrd1_mm - m0.mrd1_mm) if i == 0 else (m1.mrd2_mm - m0.mrd2_mm)
+                    print(f"{name[:14]:14} {side:5} {label:22} {true:7.2f} {got:9.2f} {got / true:6.2f}")
+                else:
+                    got = (m1.gaze_h_deg - m0.gaze_h_deg) if field == "gaze_yaw_deg" else (m1.gaze_v_deg - m0.gaze_v_deg)
+                    print(f"{name[:14]:14} {side:5} {label:22} {delta:7.1f} {got:9.1f} {got / delta:6.2f}")
+
+
 def main() -> None:
     models = dlib_models()
     table_ground_truth(models)
     table_dlib(models)
     table_warps()
+    table_renders()
 
 
 if __name__ == "__main__":
