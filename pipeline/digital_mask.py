@@ -8,13 +8,15 @@ detector's bias on synthetic eyes: per eye, lid and iris corrections are divided
 response to them, learned from round to round (Broyden). The fitted head angles are corrected too, until
 the mask's head pose reads as the patient's. A round that comes out worse is dropped and the next one
 steps again from the best round with half the step (backtracking). The best round is kept and its
-residual error is reported.
+residual error is reported. By default the two eyes turn up and down only together (``keep_alignment``):
+the analysis follows a drawn vertical turn about a quarter of the way, so refining each eye's vertical gaze
+on its own drew vertical squints out of noise in the readings.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -41,6 +43,13 @@ GOOD_ENOUGH = 0.8  # stop refining once the worst error is below 80% of the acce
 # Guards on the learned detector response: steps shorter than MIN_STEP_PX are noise; a response below
 # MIN_RESPONSE (the detector barely follows) or an ill-conditioned one would make the next step explode.
 MIN_STEP_PX, MIN_RESPONSE, MAX_CONDITION = 0.1, 0.3, 10.0
+# Which difference between the two eyes the refinement keeps from the direct fit, i.e. turns the eyes only
+# together in: none, the vertical one (default), or both (docs/digital_mask.md, "The refinement loop and the
+# drawn eyes"). The analysis follows a drawn vertical turn only a quarter of the way, so refining each eye's
+# vertical gaze on its own draws vertical squints out of the reading's noise.
+Alignment = Literal["none", "vertical", "both"]
+_SHARED = {"none": (), "vertical": (3,), "both": (2, 3)}  # the iris controls both eyes share (see _EyeControls)
+_ANGLES = {2: "gaze_yaw_deg", 3: "gaze_pitch_deg"}
 
 
 @dataclass(frozen=True)
@@ -155,11 +164,30 @@ def _errors(side: str, patient: Analysis, found: Analysis) -> tuple[np.ndarray, 
     return e, canthi
 
 
-def _aligned_like(params: AvatarParams, direct: AvatarParams) -> AvatarParams:
-    """Both eyes re-aimed by their mean change from ``direct``, so the difference between them stays."""
+def _joint_steps(response: Mapping[str, _Response], errors: Mapping[str, np.ndarray],
+                 shared: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Both eyes' control steps when the controls ``shared`` take one value change for the two eyes: the
+    least-squares cancellation of both eyes' errors (lids and the other iris control still per eye)."""
+    own = [i for i in range(4) if i not in shared]
+    a = np.zeros((8, 2 * len(own) + len(shared)))
+    for k, side in enumerate(("right", "left")):
+        j = response[side].jacobian
+        a[4 * k:4 * k + 4, k * len(own):(k + 1) * len(own)] = j[:, own]
+        a[4 * k:4 * k + 4, 2 * len(own):] = j[:, list(shared)]
+    x = np.linalg.lstsq(a, np.concatenate([errors["right"], errors["left"]]), rcond=None)[0]
+    steps = {}
+    for k, side in enumerate(("right", "left")):
+        step = np.zeros(4)
+        step[own], step[list(shared)] = x[k * len(own):(k + 1) * len(own)], x[2 * len(own):]
+        steps[side] = step
+    return steps
+
+
+def _aligned_like(params: AvatarParams, direct: AvatarParams, names: tuple[str, ...]) -> AvatarParams:
+    """Both eyes' angles ``names`` re-aimed by their mean change from ``direct``, so the difference between
+    the eyes in them stays the direct fit's."""
     if set(params.eyes) != {"right", "left"}:
         return params
-    names = ("gaze_yaw_deg", "gaze_pitch_deg")
     mean = {n: (getattr(params.eyes["right"], n) - getattr(direct.eyes["right"], n)
                 + getattr(params.eyes["left"], n) - getattr(direct.eyes["left"], n)) / 2 for n in names}
     eyes = {side: replace(e, **{n: round(getattr(direct.eyes[side], n) + mean[n], 4) for n in names})
@@ -204,13 +232,14 @@ class Masked:
 
 
 def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, options: AnalysisOptions | None = None,
-               refine: int = REFINE_ROUNDS, backend: str = "moderngl", keep_alignment: bool = False) -> Masked:
+               refine: int = REFINE_ROUNDS, backend: str = "moderngl", keep_alignment: Alignment = "vertical") -> Masked:
     """Mask one RGB image. Raises ``Rejected``/``MaskingFailed`` when it cannot be masked safely.
 
-    ``keep_alignment``: the refinement may turn both eyes only together, keeping the direct fit's
-    difference between them (no drawn squint the direct fit did not have), at the cost of fidelity as the
-    analysis measures it (docs/digital_mask.md, "The refinement loop and the drawn eyes").
+    ``keep_alignment``: in which direction ("vertical", "both", or "none") the refinement turns the two
+    eyes only together, keeping the direct fit's difference between them: no drawn squint in that
+    direction that the direct fit did not have, at some cost in fidelity as the analysis measures it.
     """
+    shared = _SHARED[keep_alignment]
     patient = analyse(image, pixel_spacing_mm=pixel_spacing_mm, options=options)
     check_options = replace(options or AnalysisOptions(), mode=patient.mode,
                             laterality=next(iter(patient.eyes)) if len(patient.eyes) == 1 else None)
@@ -224,8 +253,8 @@ def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, opti
         target = replace(patient, eyes={side: ctl.target() for side, ctl in controls.items()})
         params = replace(fit(target, turn, head, best.params if best else None), renderer=backend)
         direct = params if best is None else best.direct
-        if keep_alignment:
-            params = _aligned_like(params, direct)
+        if shared:
+            params = _aligned_like(params, direct, tuple(_ANGLES[i] for i in shared))
         pixels = render(params)
         try:
             found = analyse(pixels, pixel_spacing_mm=pixel_spacing_mm, options=check_options)
@@ -246,8 +275,11 @@ def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, opti
             damping *= 0.5  # overshot: step again from the best round, shorter
         if best_errors is None or best.score <= GOOD_ENOUGH:
             break
-        controls = {side: best_controls[side].stepped(response[side].step(best_errors[side][0]), best_errors[side][1], damping)
-                    for side in patient.eyes}
+        if shared and set(patient.eyes) == {"right", "left"}:
+            steps = _joint_steps(response, {side: e for side, (e, _) in best_errors.items()}, shared)
+        else:
+            steps = {side: response[side].step(best_errors[side][0]) for side in patient.eyes}
+        controls = {side: best_controls[side].stepped(steps[side], best_errors[side][1], damping) for side in patient.eyes}
         turn = best_turn + damping * _pose_error(patient, best_found)
     assert best is not None
     return best
@@ -268,13 +300,15 @@ class DigitalMask:
     cleans_recognizable_features = True
 
     def __init__(self, refine: int = REFINE_ROUNDS, renderer: str = "moderngl", strict: bool = False,
-                 multiple_faces: MultiFacePolicy = "largest", keep_alignment: bool = False) -> None:
+                 multiple_faces: MultiFacePolicy = "largest", keep_alignment: Alignment = "vertical") -> None:
         """``strict``: refuse a mask whose measurements the analysis cannot confirm within the limits.
         ``multiple_faces``: mask the largest face, or refuse ("reject") a photo showing several.
-        ``keep_alignment``: never draw a difference between the eyes that the direct fit did not have
-        (see :func:`mask_image`)."""
+        ``keep_alignment``: the direction ("vertical", "both" or "none") in which the mask never draws a
+        difference between the eyes that the direct fit did not have (see :func:`mask_image`)."""
         if multiple_faces not in get_args(MultiFacePolicy):
             raise ValueError(f"multiple_faces must be one of {get_args(MultiFacePolicy)}, not {multiple_faces!r}")
+        if keep_alignment not in get_args(Alignment):
+            raise ValueError(f"keep_alignment must be one of {get_args(Alignment)}, not {keep_alignment!r}")
         self.refine = refine
         self.renderer = renderer
         self.strict = strict

@@ -167,11 +167,44 @@ def test_notes_say_how_far_the_refinement_moved_the_drawn_eyes(masked, astronaut
     assert 0.0 <= change["vergence_deg"] <= 2 * change["gaze_deg"] and change["lid_mm"] >= 0.0
 
 
+def _drawn_difference_change(result) -> np.ndarray:
+    """How far the refinement changed the drawn difference between the eyes (horizontal, vertical; deg)."""
+    turn = lambda e: np.array([e.gaze_yaw_deg, e.gaze_pitch_deg])  # noqa: E731
+    now, direct = result.params.eyes, result.direct.eyes
+    return np.abs((turn(now["right"]) - turn(now["left"])) - (turn(direct["right"]) - turn(direct["left"])))
+
+
 def test_keep_alignment_draws_no_new_difference_between_the_eyes(astronaut):
-    """With keep_alignment the refinement may re-aim the eyes only together: the drawn difference between
-    them stays the direct fit's, where the default loop changes it."""
-    free = mask_image(astronaut)
-    kept = mask_image(astronaut, keep_alignment=True)
-    assert kept.refinement_change()["vergence_deg"] == pytest.approx(0.0, abs=0.01)
-    assert free.refinement_change()["vergence_deg"] > 1.0
-    assert kept.refinement_change()["gaze_deg"] > 0.5  # it still refines, both eyes together
+    """The refinement turns the eyes only together in the kept direction: there the drawn difference
+    between them stays the direct fit's; in the other direction each eye is refined on its own."""
+    free = mask_image(astronaut, keep_alignment="none")
+    vertical = mask_image(astronaut)  # the default
+    both = mask_image(astronaut, keep_alignment="both")
+    np.testing.assert_allclose(_drawn_difference_change(both), 0.0, atol=0.01)
+    assert _drawn_difference_change(vertical)[1] == pytest.approx(0.0, abs=0.01)
+    assert _drawn_difference_change(vertical)[0] > 1.0 and _drawn_difference_change(free)[0] > 1.0
+    assert _drawn_difference_change(free)[1] > 0.1
+    assert both.refinement_change()["gaze_deg"] > 0.5  # it still refines, both eyes together
+    with pytest.raises(ValueError, match="keep_alignment"):
+        DigitalMask(keep_alignment=True)
+
+
+def test_eyes_turned_together_share_one_step_that_cancels_both_eyes_errors():
+    """The joint step of two eyes that may only turn up and down together: where both eyes' errors come
+    from one shared vertical move plus their own lid and sideways moves, it finds exactly those moves;
+    where they disagree, both eyes still get one and the same vertical move."""
+    from digimask.pipeline.digital_mask import _joint_steps, _Response
+
+    response = {side: _Response() for side in ("right", "left")}
+    response["right"].jacobian = np.array([[0.6, 0, 0, 0], [0, 0.7, 0, 0.1], [0, 0, 0.8, 0], [0.2, 0, 0, 0.4]])
+    response["left"].jacobian = np.array([[0.5, 0, 0, 0], [0, 0.6, 0, 0], [0, 0, 0.9, 0], [0, 0.1, 0, 0.3]])
+    true = {"right": np.array([1.0, -0.5, 2.0, 1.5]), "left": np.array([0.2, 0.4, -1.0, 1.5])}
+    errors = {side: response[side].jacobian @ step for side, step in true.items()}
+    steps = _joint_steps(response, errors, (3,))
+    for side in true:
+        np.testing.assert_allclose(steps[side], true[side], atol=1e-9)
+    errors["left"] = errors["left"] + np.array([0, 0, 0, 0.6])  # the left eye alone reads higher
+    steps = _joint_steps(response, errors, (3,))
+    assert steps["right"][3] == steps["left"][3]
+    steps = _joint_steps(response, errors, (2, 3))
+    np.testing.assert_array_equal(steps["right"][2:], steps["left"][2:])
