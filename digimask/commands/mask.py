@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="node configuration (TOML); required for DICOM inputs")
     p.add_argument("--renderer", choices=("moderngl", "pyrender"), default="moderngl")
     p.add_argument("--refine", type=int, default=5, help="at most this many analysis-in-the-loop rounds (default 5)")
+    p.add_argument("--keep-alignment", choices=("vertical", "both", "none"), default="vertical",
+                   help="direction in which the refinement turns the eyes only together, so the mask draws no "
+                   "squint there that the patient's landmarks do not show (default vertical; both for strabismus work)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run_mask)
 
@@ -67,7 +70,7 @@ def run_mask(args: argparse.Namespace) -> int:
         log.error("no images or DICOM files found in %s", ", ".join(map(str, args.paths)))
         return 2
     args.output.mkdir(parents=True, exist_ok=True)
-    masker = DigitalMask(refine=args.refine, renderer=args.renderer)
+    masker = DigitalMask(refine=args.refine, renderer=args.renderer, keep_alignment=args.keep_alignment)
     processor = None
     rejected: list[tuple[Path, str]] = []
     for path in tqdm(inputs, desc="mask", unit="file", disable=args.no_progress or len(inputs) < 2, file=sys.stderr):
