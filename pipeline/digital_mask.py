@@ -222,13 +222,23 @@ class Masked:
         have) and of a lid's height over the middle of the eye (mm). Zero for the first round's mask."""
         if self.direct is None:
             return {"gaze_deg": 0.0, "vergence_deg": 0.0, "lid_mm": 0.0}
-        gaze = lambda e: np.array([e.gaze_yaw_deg, e.gaze_pitch_deg])  # noqa: E731
-        change = {side: gaze(e) - gaze(self.direct.eyes[side]) for side, e in self.params.eyes.items()}
+        change = self._gaze_change()
         lids = [abs(e.upper_lid_mm[0] - self.direct.eyes[side].upper_lid_mm[0]) for side, e in self.params.eyes.items()]
         lids += [abs(e.lower_lid_mm[0] - self.direct.eyes[side].lower_lid_mm[0]) for side, e in self.params.eyes.items()]
-        vergence = np.abs(change["right"] - change["left"]).max() if len(change) == 2 else 0.0
         return {"gaze_deg": round(float(np.abs(np.stack(list(change.values()))).max()), 2),
-                "vergence_deg": round(float(vergence), 2), "lid_mm": round(float(max(lids)), 2)}
+                "vergence_deg": round(float(self.vergence_change().max()), 2), "lid_mm": round(float(max(lids)), 2)}
+
+    def vergence_change(self) -> np.ndarray:
+        """How far the refinement changed the drawn difference between the eyes' rotations (horizontal,
+        vertical; degrees): zero without two eyes or for the first round's mask."""
+        change = self._gaze_change() if self.direct is not None else {}
+        return np.abs(change["right"] - change["left"]) if len(change) == 2 else np.zeros(2)
+
+    def _gaze_change(self) -> dict[str, np.ndarray]:
+        """Each eye's rotation (yaw, pitch degrees) minus the direct fit's."""
+        assert self.direct is not None
+        gaze = lambda e: np.array([e.gaze_yaw_deg, e.gaze_pitch_deg])  # noqa: E731
+        return {side: gaze(e) - gaze(self.direct.eyes[side]) for side, e in self.params.eyes.items()}
 
 
 def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, options: AnalysisOptions | None = None,

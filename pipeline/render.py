@@ -93,7 +93,7 @@ def background(params: AvatarParams) -> tuple[int, int, int]:
 def _with_normals(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     tri = vertices[faces]
     fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    corners = faces.reshape(-1)  # each face's normal goes to its three vertices (bincount: 10x np.add.at)
+    corners = faces.reshape(-1)  # each face's normal goes to its three vertices (bincount: 6x np.add.at)
     vn = np.stack([np.bincount(corners, np.repeat(fn[:, i], 3), len(vertices)) for i in range(3)], axis=1)
     vn /= np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
     return vertices.astype(np.float32), vn.astype(np.float32)
