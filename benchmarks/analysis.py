@@ -19,10 +19,10 @@ from importlib.util import find_spec  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from digimask.pipeline.errors import Rejected
+from digimask.pipeline.eyes.analyse import analyse, refine_eyes  # noqa: E402
+from digimask.pipeline.eyes.landmarks import detect_face_boxes, facemesh  # noqa: E402
 from PIL import Image  # noqa: E402
-
-from digimask.pipeline.analyse import Rejected, analyse, refine_eyes  # noqa: E402
-from digimask.pipeline.landmarks import detect_face_boxes, facemesh  # noqa: E402
 
 FACES = Path(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] else Path(__file__).resolve().parents[2] / "shared/data/faces"
 REPEATS = int(sys.argv[2]) if len(sys.argv) > 2 else 7

@@ -20,10 +20,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import dicom_factory as f  # noqa: E402
-from peers import PEER_ENV, NodeProcess, free_port, node_config, wait_for, wait_port  # noqa: E402
-
 from digimask.config.settings import load  # noqa: E402
-from digimask.scp_node.node import open_store  # noqa: E402
+from digimask.storage.store import open_store  # noqa: E402
+from peers import PEER_ENV, NodeProcess, free_port, node_config, wait_for, wait_port  # noqa: E402
 
 
 def send(port: int, files: list[Path], aec: str) -> float:

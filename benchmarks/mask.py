@@ -15,16 +15,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+from digimask.pipeline.dicom import private_block
+from digimask.pipeline.eyes.analyse import analyse
+from digimask.pipeline.mask.digital_mask import mask_image
+from digimask.pipeline.mask.fit import fit
+from digimask.pipeline.mask.maskers import BlurMasker
+from digimask.pipeline.mask.render import build_scene, get_renderer, render
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-from digimask.pipeline import private_block
-from digimask.pipeline.analyse import analyse
-from digimask.pipeline.digital_mask import mask_image
-from digimask.pipeline.fit import fit
-from digimask.pipeline.pixels import BlurMasker
-from digimask.pipeline.render import build_scene, get_renderer, render
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces" / "obama.jpg"
 

@@ -17,13 +17,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from digimask.pipeline.eyes import analyse as analyse_module
+from digimask.pipeline.eyes import landmarks
+from digimask.pipeline.eyes.analyse import analyse
+from digimask.pipeline.mask.digital_mask import DigitalMask
 from PIL import Image
 from pydicom.dataset import Dataset
-
-from digimask.pipeline import analyse as analyse_module
-from digimask.pipeline import landmarks
-from digimask.pipeline.analyse import analyse
-from digimask.pipeline.digital_mask import DigitalMask
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 PHOTOS = ("obama.jpg", "grace_hopper.jpg", "biden.jpg", "single_face.jpg", "astronaut.png", "obama3.jpg",

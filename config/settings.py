@@ -13,7 +13,14 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 AETitle = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[\x20-\x5b\x5d-\x7e]*[^ ]+[\x20-\x5b\x5d-\x7e]*$")]
 
@@ -118,6 +125,40 @@ class Deid(_Strict):
         return self.secret_file.read_text().strip().encode()
 
 
+class BlankOptions(_Strict):
+    value: int = Field(0, ge=0, le=255)
+
+
+class BlurOptions(_Strict):
+    sigma_fraction: float = Field(0.02, gt=0, le=1)  # of the image's shorter side
+
+
+class PixelateOptions(_Strict):
+    blocks: int = Field(16, ge=1)
+
+
+MultiFacePolicy = Literal["largest", "reject"]  # mask the largest face, or refuse a photo showing several
+Alignment = Literal["none", "vertical", "both"]  # where the mask turns the eyes only together (digital_mask.py)
+Renderer = Literal["moderngl", "pyrender"]
+
+
+class DigitalMaskOptions(_Strict):
+    refine: int = Field(5, ge=0)
+    renderer: Renderer = "moderngl"
+    strict: bool = False
+    multiple_faces: MultiFacePolicy = "largest"
+    keep_alignment: Alignment = "vertical"
+
+
+# Each masker's options as a schema: a configuration is checked without importing any masker (torch, GL).
+MASKER_OPTIONS: dict[str, type[_Strict]] = {
+    "blank": BlankOptions,
+    "blur": BlurOptions,
+    "pixelate": PixelateOptions,
+    "digital_mask": DigitalMaskOptions,
+}
+
+
 class Pixels(_Strict):
     masker: str = "digital_mask"
     options: dict[str, Any] = {}
@@ -126,20 +167,22 @@ class Pixels(_Strict):
     @field_validator("masker")
     @classmethod
     def _known(cls, v: str) -> str:
-        from digimask.pipeline.pixels import MASKERS
-
-        if v not in MASKERS:
-            raise ValueError(f"unknown masker {v!r}; known: {', '.join(sorted(MASKERS))}")
+        if v not in MASKER_OPTIONS:
+            raise ValueError(f"unknown masker {v!r}; known: {', '.join(sorted(MASKER_OPTIONS))}")
         return v
 
     @model_validator(mode="after")
     def _options_fit(self) -> "Pixels":
-        from digimask.pipeline.pixels import create_masker
-
-        try:  # maskers are cheap to build (models load on first use): build one to check the options
-            create_masker(self.masker, self.options)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"options for masker {self.masker!r}: {exc}") from None
+        schema = MASKER_OPTIONS[self.masker]
+        try:
+            schema.model_validate(self.options)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                name = ".".join(str(p) for p in err["loc"])
+                problems.append(f"unknown option {name!r} (known: {', '.join(schema.model_fields)})"
+                                if err["type"] == "extra_forbidden" else f"{name}: {err['msg']}")
+            raise ValueError(f"options for masker {self.masker!r}: {'; '.join(problems)}") from None
         return self
 
 

@@ -11,7 +11,6 @@ from functools import cached_property
 from typing import Protocol
 
 import numpy as np
-
 from digimask.evaluation.landmarks import Face, detect_face, model_path
 
 

@@ -1,7 +1,7 @@
 """Comparator maskers that exist only for evaluation: the original (upper bound of what survives), a black
 bar over the eyes, and a crop to the eye region (the "cropping" comparator of Yang et al., Nat Med 2022).
 
-They follow ``digimask.pipeline.pixels.PixelMasker`` and keep the image's size: the crop blacks out
+They follow ``digimask.pipeline.mask.maskers.PixelMasker`` and keep the image's size: the crop blacks out
 everything outside the eye region rather than changing the geometry, so the original's coordinates still
 apply. Eye positions come from dlib's 68 landmarks (evaluation only, see ``landmarks``).
 """
@@ -10,11 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from digimask.evaluation.landmarks import (
+    EYES,
+    OUTER_CANTHI,
+    Face,
+    detect_face,
+    keep_box,
+    periocular_box,
+)
+from digimask.pipeline.errors import MaskingFailed
+from digimask.pipeline.mask.maskers import MaskResult, PixelMasker
 from PIL import Image, ImageDraw
 from pydicom.dataset import Dataset
-
-from digimask.evaluation.landmarks import EYES, OUTER_CANTHI, Face, detect_face, keep_box, periocular_box
-from digimask.pipeline.pixels import MaskingFailed, MaskResult, PixelMasker
 
 
 class OriginalMasker:

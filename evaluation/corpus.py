@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from digimask.pipeline.imaging import IMAGE_SUFFIXES, load
+from PIL import Image
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dcm"}
-MAX_DICOM_PIXELS = 100_000_000
+CORPUS_SUFFIXES = IMAGE_SUFFIXES | {".dcm"}
 MANIFEST = "manifest.csv"
 
 
@@ -48,7 +48,7 @@ def _from_folders(root: Path) -> list[Entry]:
         for folder in root.iterdir()
         if folder.is_dir() and not folder.name.startswith(".")
         for path in folder.iterdir()
-        if path.suffix.lower() in IMAGE_SUFFIXES
+        if path.suffix.lower() in CORPUS_SUFFIXES
     ]
 
 
@@ -66,26 +66,9 @@ def _from_manifest(root: Path, manifest: Path) -> list[Entry]:
 
 
 def read_image(path: Path, max_side: int | None = 1024) -> np.ndarray:
-    """An image as RGB uint8 (upright per its EXIF orientation; a DICOM file's first frame), scaled
-    down to ``max_side``. Raises OSError when the file cannot be read as an image."""
-    if Path(path).suffix.lower() == ".dcm":
-        img = Image.fromarray(_dicom_rgb(Path(path)))
-    else:
-        with Image.open(path) as opened:
-            img = ImageOps.exif_transpose(opened).convert("RGB")
+    """An image as the node's loader reads it (:func:`digimask.pipeline.imaging.load`), scaled down to
+    ``max_side``; raises :class:`~digimask.pipeline.errors.Quarantined` when it cannot be read."""
+    img = Image.fromarray(load(Path(path)).image)
     if max_side and max(img.size) > max_side:
         img.thumbnail((max_side, max_side), Image.LANCZOS)
     return np.asarray(img).copy()
-
-
-def _dicom_rgb(path: Path) -> np.ndarray:
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    from digimask.pipeline.decode import decode
-    from digimask.pipeline.pixels import MaskingFailed
-
-    try:
-        return decode(pydicom.dcmread(path, force=True), MAX_DICOM_PIXELS).rgb[0]
-    except (InvalidDicomError, MaskingFailed, AttributeError, ValueError) as exc:
-        raise OSError(f"{path.name}: not a decodable DICOM image ({type(exc).__name__})") from None

@@ -5,9 +5,8 @@ Used by the invariance tests (tests/pipeline/test_analyse.py) and the accuracy r
 from __future__ import annotations
 
 import numpy as np
+from digimask.pipeline.eyes.landmarks import EyeLandmarks
 from scipy.ndimage import map_coordinates
-
-from digimask.pipeline.landmarks import EyeLandmarks
 
 
 def _warp(image: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:

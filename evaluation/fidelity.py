@@ -11,12 +11,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from digimask.pipeline.eyes.landmarks import SIDES
 
 EYE_MEASUREMENTS = ("mrd1_mm", "mrd2_mm", "fissure_height_mm", "fissure_width_mm", "gaze_h_deg", "gaze_v_deg")
 BINOCULAR = {"horizontal_deg": "deviation_h_deg", "vertical_deg": "deviation_v_deg"}
 HEAD_POSE = ("yaw_deg", "pitch_deg", "roll_deg")
 MEASUREMENTS = (*EYE_MEASUREMENTS, *BINOCULAR.values(), *HEAD_POSE)
-SIDES = ("right", "left")
 
 # Upper lid position by MRD1 (mm). Ptosis: MRD1 <= 2.0 mm, the functional-ptosis criterion of the AAO
 # report (Cahill et al., Ophthalmology 2011;118:2510-7). Retraction: lid margin at or above the superior
@@ -111,7 +111,7 @@ def bootstrap_median_ci(values: np.ndarray, n_resamples: int = 2000, seed: int =
 
 
 @dataclass(frozen=True)
-class Fidelity:
+class FidelitySummary:
     n_images: int  # images whose original was measured: the ones compared
     n_not_produced: int  # the masker raised MaskingFailed
     n_not_measured: int  # the masked image could not be measured
@@ -136,7 +136,7 @@ def compare(
     masked: Sequence[Flat | None],
     produced: Sequence[bool],
     names: Sequence[str] = MEASUREMENTS,
-) -> Fidelity:
+) -> FidelitySummary:
     """Compare measurements on masked images with their originals'. ``masked[i]`` is None where the
     masker could not produce the image (``produced[i]`` False) or the masked image could not be
     measured. ``names`` are the measurements compared (per-eye ones pooled over both eyes); the
@@ -177,7 +177,7 @@ def compare(
         for category, ratings, needs in (("lid", lids, "mrd1_mm"), ("gaze", gaze, "gaze_h_deg"))
         if needs in names
     }
-    return Fidelity(
+    return FidelitySummary(
         n_images=len(reference),
         n_not_produced=sum(not p for p in produced),
         n_not_measured=sum(test is None and p for test, p in zip(masked, produced)),

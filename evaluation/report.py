@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
-
 from digimask.evaluation.attacks import roc_curve
 from digimask.evaluation.run import INDEPENDENT, Evaluation, MaskerResult
+from digimask.pipeline.eyes.measure import ACCEPT_GAZE_DEG, ACCEPT_MRD_MM
+from PIL import Image, ImageDraw
 
 PLOTTED = ("mrd1_mm", "mrd2_mm", "fissure_height_mm", "gaze_h_deg", "gaze_v_deg", "yaw_deg")
 TABLED = ("mrd1_mm", "mrd2_mm", "fissure_height_mm", "fissure_width_mm", "gaze_h_deg", "gaze_v_deg",
@@ -161,7 +161,7 @@ def markdown(evaluation: Evaluation, pictures: dict) -> str:
         "## Targets",
         "",
         "For a de-identifying masker that keeps the clinical signs: rank-1 at chance for both attacks, "
-        "verification ≤ 1%, median absolute error ≤ 0.5 mm for MRD1/MRD2 and ≤ 2° for gaze.",
+        f"verification ≤ 1%, median absolute error ≤ {ACCEPT_MRD_MM:g} mm for MRD1/MRD2 and ≤ {ACCEPT_GAZE_DEG:g}° for gaze.",
         "",
     ]
     names = list(next(iter(evaluation.maskers.values())).targets()) if evaluation.maskers else []

@@ -12,15 +12,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset
-from tqdm import tqdm
-
 from digimask.evaluation import fidelity
-from digimask.evaluation.attacks import Attack, DlibResNet, Embeddings, Recognizer, attack, locate
+from digimask.evaluation.attacks import (
+    Attack,
+    DlibResNet,
+    Embeddings,
+    Recognizer,
+    attack,
+    locate,
+)
 from digimask.evaluation.baselines import BASELINES
 from digimask.evaluation.corpus import Entry, read_image
-from digimask.evaluation.landmarks import Face, detect_face, eye_openings, keep_box, periocular_box
-from digimask.pipeline.pixels import MASKERS, MaskingFailed, PixelMasker, create_masker
+from digimask.evaluation.landmarks import (
+    Face,
+    detect_face,
+    eye_openings,
+    keep_box,
+    periocular_box,
+)
+from digimask.pipeline.errors import MaskingFailed, Quarantined
+from digimask.pipeline.eyes.measure import ACCEPT_GAZE_DEG, ACCEPT_MRD_MM
+from digimask.pipeline.mask.maskers import MASKERS, PixelMasker, create_masker
+from pydicom.dataset import Dataset
+from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +55,8 @@ DEFAULT_MASKERS = (
 )
 # The issue's acceptance targets for a de-identifying masker that keeps the clinical signs.
 TARGET_MAX_VERIFICATION_RATE = 0.01
-TARGET_MAX_ERROR = {"mrd1_mm": 0.5, "mrd2_mm": 0.5, "gaze_h_deg": 2.0, "gaze_v_deg": 2.0}  # median abs error
+TARGET_MAX_ERROR = {"mrd1_mm": ACCEPT_MRD_MM, "mrd2_mm": ACCEPT_MRD_MM, "gaze_h_deg": ACCEPT_GAZE_DEG,
+                    "gaze_v_deg": ACCEPT_GAZE_DEG}  # median abs error
 INDEPENDENT = ("dlib_fissure_height_mm", "dlib_eye_aspect", "dlib_canthal_tilt_deg")  # landmarks.eye_openings
 ATTACKS = {  # name -> (periocular?, attacker masks the gallery too?, gallery from other sittings only?)
     "mask_to_original": (False, False, False),
@@ -61,7 +76,7 @@ class NoUsablePhotos(ValueError):
 def analyse_stage() -> Analyser | None:
     """The pipeline's analysis stage as an analyser, or None where it is not installed."""
     try:
-        from digimask.pipeline.analyse import analyse
+        from digimask.pipeline.eyes.analyse import analyse
     except ImportError:
         return None
     return lambda image: analyse(image).measurements.to_dict()
@@ -131,8 +146,8 @@ class MaskerResult:
     face_detected_rate: float
     median_mask_seconds: float
     attacks: dict[str, Attack]
-    fidelity: fidelity.Fidelity | None
-    independent: fidelity.Fidelity  # lid aperture and canthal tilt from dlib's landmarks
+    fidelity: fidelity.FidelitySummary | None
+    independent: fidelity.FidelitySummary  # lid aperture and canthal tilt from dlib's landmarks
     failures: dict[str, int]
 
     def to_dict(self) -> dict:
@@ -301,7 +316,7 @@ def evaluate(
 def _load(entry: Entry, max_side: int | None, skipped: Counter) -> tuple[np.ndarray, Face] | None:
     try:
         image = read_image(entry.path, max_side)
-    except OSError:
+    except Quarantined:
         skipped["unreadable"] += 1
         return None
     face = detect_face(image)

@@ -1,49 +1,29 @@
-"""One instance through the pipeline: check -> de-identify -> decode -> mask -> encode -> route.
+"""One instance through the pipeline, in the README's order: de-identify -> decode -> mask (analyse, fit,
+render) -> encode -> route.
 
-Everything that can go wrong raises :class:`Quarantined` with an administrator-readable reason (no PHI).
-The original pixels never leave this function: the output's pixels come only from a masker, and a
-masker failure is quarantined, or blanked when ``pixels.on_failure = "blank"``.
+Pure: a dataset in, a :class:`Processed` out; storage and the network belong to the node. Everything that
+can go wrong raises :class:`~digimask.pipeline.errors.Quarantined` with an administrator-readable reason
+(no PHI). The original pixels never leave this function: the output's pixels come only from a masker, and
+a masker failure is quarantined, or blanked when ``pixels.on_failure = "blank"``.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydicom
-from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-
 from digimask.config.settings import Settings
-from digimask.pipeline.decode import decode
-from digimask.pipeline.deidentify import Deidentifier
-from digimask.pipeline.encode import encode
-from digimask.pipeline.pixels import BlankMasker, MaskingFailed, PixelMasker, create_masker
-from digimask.pipeline.pseudonym import Pseudonymizer
+from digimask.pipeline.deid.deidentify import Deidentifier
+from digimask.pipeline.deid.pseudonym import Pseudonymizer
+from digimask.pipeline.dicom.decode import decode
+from digimask.pipeline.dicom.encode import encode
+from digimask.pipeline.dicom.read import read
+from digimask.pipeline.dicom.sop import SUPPORTED_SOP_CLASSES
+from digimask.pipeline.errors import MaskingFailed, Quarantined
+from digimask.pipeline.mask.maskers import BlankMasker, PixelMasker, create_masker
 from digimask.pipeline.route import Router
-
-log = logging.getLogger(__name__)
-# pydicom warns about malformed values by quoting them: header values may be PHI, so never log them.
-pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
-
-SUPPORTED_SOP_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.77.1.5.1": "Ophthalmic Photography 8 Bit Image",
-    "1.2.840.10008.5.1.4.1.1.77.1.5.2": "Ophthalmic Photography 16 Bit Image",
-    "1.2.840.10008.5.1.4.1.1.77.1.4": "VL Photographic Image",
-    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image",
-    "1.2.840.10008.5.1.4.1.1.7.4": "Multi-frame True Color Secondary Capture Image",
-}
-
-
-class Quarantined(Exception):
-    """The instance cannot be released; ``reason`` is safe to log and show."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+from pydicom.dataset import Dataset
 
 
 @dataclass
@@ -70,14 +50,11 @@ class Processor:
             raise Quarantined(f"unsupported SOP class {sop_class or '(missing)'}")
         if not ds.get("SOPInstanceUID"):
             raise Quarantined("missing SOP Instance UID")
-        destinations = self.router.destinations(ds, calling_ae, called_ae) if route else []
-        if route and not destinations:
-            raise Quarantined("no routing rule matched")
         try:
-            frames = decode(ds, self.settings.storage.max_pixels)
             deid = self.deidentify(ds)
-        except MaskingFailed as exc:
-            raise Quarantined(exc.reason) from None
+            frames = decode(ds, self.settings.storage.max_pixels)
+        except Quarantined:
+            raise
         except Exception as exc:  # a malformed header can fail anywhere in pydicom
             # only the type: the message of a header-parsing error may quote a value (PHI)
             raise Quarantined(f"malformed dataset ({type(exc).__name__})") from None
@@ -94,6 +71,9 @@ class Processor:
             masker_name=masker.name, cleans_recognizable_features=masker.cleans_recognizable_features,
             params=params,
         )
+        destinations = self.router.destinations(ds, calling_ae, called_ae) if route else []
+        if route and not destinations:
+            raise Quarantined("no routing rule matched")
         return Processed(out, destinations, deid.pseudo_patient_id, notes)
 
     @staticmethod
@@ -114,19 +94,6 @@ class Processor:
             out.append(pixels)
             params = params or (dict(result.params) if result.params is not None else None)
         return np.stack(out), params
-
-
-def read(path: Path) -> Dataset:
-    """Read a DICOM file, tolerating a missing preamble/meta (as in the wild); clear error otherwise."""
-    try:
-        ds = pydicom.dcmread(path, force=True)
-    except (InvalidDicomError, OSError, EOFError, ValueError) as exc:
-        raise Quarantined(f"unreadable DICOM file ({type(exc).__name__}: {str(exc)[:120]})") from None
-    if "TransferSyntaxUID" not in ds.file_meta:  # a bare dataset without meta: record what was parsed
-        implicit, little = ds.original_encoding
-        if little:
-            ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
-    return ds
 
 
 def process_file(path: Path, settings: Settings, processor: Processor | None = None) -> Dataset:

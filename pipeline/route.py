@@ -8,10 +8,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from digimask.config.settings import Match, Route, TagMatch
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
-
-from digimask.config.settings import Match, Route, TagMatch
 
 
 def _tag(name: str) -> int:

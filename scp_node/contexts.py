@@ -1,10 +1,11 @@
 """Presentation contexts the node accepts and proposes."""
 from __future__ import annotations
 
+from digimask.pipeline.dicom.sop import SUPPORTED_SOP_CLASSES
 from pydicom.uid import (
+    JPEG2000,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
@@ -15,8 +16,6 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom.presentation import PresentationContext, build_context
-
-from digimask.pipeline.process import SUPPORTED_SOP_CLASSES
 
 VERIFICATION = "1.2.840.10008.1.1"
 # Uncompressed, and the compressed syntaxes that pydicom and its installed plugins decode

@@ -10,13 +10,12 @@ import logging
 import socket
 from dataclasses import dataclass
 
-from pynetdicom import AE, evt
-
 from digimask.config.settings import Destination, Node, Retry, Settings
 from digimask.scp_node.contexts import scu_contexts
 from digimask.scp_node.tls import client_context
 from digimask.storage.models import utcnow
 from digimask.storage.store import ClaimedDelivery, Store
+from pynetdicom import AE, evt
 
 log = logging.getLogger(__name__)
 _STORED = {0x0000, 0xB000, 0xB006, 0xB007}  # Success and the Warnings that mean "stored"

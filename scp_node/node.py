@@ -8,33 +8,23 @@ import socket
 import threading
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as EventType
-from pathlib import Path
-
 from typing import TYPE_CHECKING
 
-from pynetdicom import AE, evt
-from pynetdicom.transport import ThreadedAssociationServer
-
 from digimask.config.settings import Destination, Settings
-from digimask.pipeline.pseudonym import Pseudonymizer
-from digimask.pipeline.runner import ProcessWorker
+from digimask.pipeline.deid.pseudonym import Pseudonymizer
 from digimask.scp_node.contexts import scp_contexts
 from digimask.scp_node.forward import send_batch, set_nodelay, settle
 from digimask.scp_node.receive import handle_echo, handle_store
 from digimask.scp_node.tls import server_context
-from digimask.storage import db
-from digimask.storage.store import Store
+from digimask.scp_node.worker import ProcessWorker
+from digimask.storage.store import Store, open_store
+from pynetdicom import AE, evt
+from pynetdicom.transport import ThreadedAssociationServer
 
 if TYPE_CHECKING:
     from digimask.scp_node.tasks import Dispatcher
 
 log = logging.getLogger(__name__)
-
-
-def open_store(settings: Settings, busy_timeout_s: float = 30) -> Store:
-    Path(settings.storage.data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-    sessions = db.init(db.make_engine(settings.storage.db_url, busy_timeout_s))
-    return Store(Path(settings.storage.data_dir), sessions, settings.node.node_id)
 
 
 class Sender(threading.Thread):

@@ -4,11 +4,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from pynetdicom.events import Event
-
-from digimask.pipeline.process import SUPPORTED_SOP_CLASSES
-from digimask.pipeline.pseudonym import Pseudonymizer
+from digimask.pipeline.deid.pseudonym import Pseudonymizer
+from digimask.pipeline.dicom.sop import SUPPORTED_SOP_CLASSES
 from digimask.storage.store import Store
+from pynetdicom.events import Event
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,12 @@ import queue
 import threading
 
 from celery import Celery
-
 from digimask.config.settings import Settings
 from digimask.pipeline.process import Processor
-from digimask.pipeline.runner import process_one
 from digimask.scp_node.forward import send_batch, settle
+from digimask.scp_node.worker import process_one
 from digimask.storage.models import utcnow
-from digimask.storage.store import Store
+from digimask.storage.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +40,6 @@ def configure(settings: Settings) -> Celery:
 
 def _store() -> Store:
     if not hasattr(_local, "store"):
-        from digimask.scp_node.node import open_store
-
         _local.store = open_store(_settings["current"])
     return _local.store
 

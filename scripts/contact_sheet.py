@@ -14,11 +14,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from digimask.pipeline.errors import MaskingFailed
+from digimask.pipeline.mask.digital_mask import mask_image
+from digimask.pipeline.mask.render import render
 from PIL import Image, ImageDraw
-
-from digimask.pipeline.digital_mask import mask_image
-from digimask.pipeline.pixels import MaskingFailed
-from digimask.pipeline.render import render
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 SUFFIXES = {".png", ".jpg", ".jpeg"}

@@ -19,13 +19,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from digimask.evaluation.eye_warps import iris_moved, lid_moved
-from digimask.pipeline.analyse import refine_eyes
-from digimask.pipeline.landmarks import EyeLandmarks, eyes_from_facemesh, facemesh
-from digimask.pipeline.measure import EYE_ROTATION_RADIUS_MM as R
-
+from digimask.pipeline.eyes.analyse import refine_eyes
+from digimask.pipeline.eyes.landmarks import EyeLandmarks, eyes_from_facemesh, facemesh
+from digimask.pipeline.eyes.measure import EYE_ROTATION_RADIUS_MM as R
+from PIL import Image
 
 FACES = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared/data/faces"
 # iBUG 68: patient's right eye 36 (lateral) 37 38 (upper) 39 (medial) 40 41 (lower); left eye 42..47.
@@ -167,7 +165,7 @@ def table_dlib(models) -> None:
 
 
 def table_warps() -> None:
-    from digimask.pipeline.analyse import analyse
+    from digimask.pipeline.eyes.analyse import analyse
 
     print("\n3. Known warps of real photos: true vs measured change (k = 0.3 iris radius)")
     print(f"{'photo':14} {'eye':5} {'change':22} {'true':>7} {'measured':>9} {'ratio':>6}")
@@ -193,10 +191,9 @@ def table_warps() -> None:
 def drawn_eye(params, side: str, u: np.ndarray, v: np.ndarray) -> tuple[float, float]:
     """MRD1 and MRD2 (px) of the avatar's eye as drawn: its limbus centre to its lid margins along v."""
     import torch
-
-    from digimask.pipeline import avatar
-    from digimask.pipeline.measure import lid_height
-    from digimask.pipeline.template import load
+    from digimask.pipeline.eyes.measure import lid_height
+    from digimask.pipeline.mask import avatar
+    from digimask.pipeline.mask.template import load
 
     tpl, f64 = load(), torch.float64
     eye = tpl.eyes[side]
@@ -220,10 +217,10 @@ def drawn_eye(params, side: str, u: np.ndarray, v: np.ndarray) -> tuple[float, f
 def table_renders() -> None:
     from dataclasses import replace
 
-    from digimask.pipeline.analyse import analyse
-    from digimask.pipeline.digital_mask import mask_image
-    from digimask.pipeline.measure import eye_axes
-    from digimask.pipeline.render import render
+    from digimask.pipeline.eyes.analyse import analyse
+    from digimask.pipeline.eyes.measure import eye_axes
+    from digimask.pipeline.mask.digital_mask import mask_image
+    from digimask.pipeline.mask.render import render
 
     print("\n4. Rendered ground truth: the avatar drawn with a known change, measured change vs drawn")
     print(f"{'photo':14} {'eye':5} {'change':22} {'true':>7} {'measured':>9} {'ratio':>6}")

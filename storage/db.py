@@ -1,10 +1,9 @@
 """Engine and session factory, built from the settings (never at import time)."""
 from __future__ import annotations
 
+from digimask.storage.models import Base
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.orm import sessionmaker
-
-from digimask.storage.models import Base
 
 
 def make_engine(url: str, busy_timeout_s: float = 30) -> Engine:

@@ -16,12 +16,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from digimask.config.settings import Settings
+from digimask.storage import db
+from digimask.storage.files import move_durable, new_name, write_durable
+from digimask.storage.models import Delivery, Event, Instance, Send, State, utcnow
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-
-from digimask.storage.files import move_durable, new_name, write_durable
-from digimask.storage.models import Delivery, Event, Instance, Send, State, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -336,3 +337,10 @@ def _due(now: dt.datetime):  # type: ignore[no-untyped-def]
 
 def _short(uid: str) -> str:
     return uid[-12:] if uid else "?"
+
+
+def open_store(settings: Settings, busy_timeout_s: float = 30) -> Store:
+    """The node's store from its settings: the data folder (created 0700) and the database, schema checked."""
+    Path(settings.storage.data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+    sessions = db.init(db.make_engine(settings.storage.db_url, busy_timeout_s))
+    return Store(Path(settings.storage.data_dir), sessions, settings.node.node_id)

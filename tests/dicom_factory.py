@@ -17,7 +17,13 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
-from pydicom.uid import JPEG2000, ExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, generate_uid
+from pydicom.uid import (
+    JPEG2000,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    generate_uid,
+)
 
 OP8 = "1.2.840.10008.5.1.4.1.1.77.1.5.1"
 VLP = "1.2.840.10008.5.1.4.1.1.77.1.4"

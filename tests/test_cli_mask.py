@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import json
 
+import dicom_factory as f
 import numpy as np
 import pydicom
 import pytest
+from digimask.pipeline.dicom import private_block
 from PIL import Image
 
-import dicom_factory as f
 from digimask.cli import main
-from digimask.pipeline import private_block
 
 
 @pytest.fixture(scope="module")

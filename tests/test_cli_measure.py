@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 
+import dicom_factory
 import numpy as np
 import pytest
 from PIL import Image
 
-import dicom_factory
 from digimask.cli import main
 
 

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dicom_factory as f
 import pydicom
 import pytest
-
-import dicom_factory as f
-from digimask.cli import main
 from digimask.config.settings import load
-from digimask.scp_node.node import open_store
+from digimask.storage.store import open_store
 from peers import Orthanc, free_port, node_config, require
+
+from digimask.cli import main
 
 
 @pytest.fixture

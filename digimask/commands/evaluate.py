@@ -32,7 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from digimask.evaluation.corpus import CorpusError, load_corpus
     from digimask.evaluation.report import write_report
-    from digimask.evaluation.run import NoUsablePhotos, analyse_stage, available_maskers, build_masker, evaluate
+    from digimask.evaluation.run import (
+        NoUsablePhotos,
+        analyse_stage,
+        available_maskers,
+        build_masker,
+        evaluate,
+    )
 
     try:
         entries = load_corpus(args.corpus)

@@ -5,9 +5,9 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from digimask.pipeline.imaging import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+log = logging.getLogger(__name__)
 
 
 def is_image_or_dicom(path: Path) -> bool:

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from digimask.commands.inputs import IMAGE_SUFFIXES, collect_inputs
+from digimask.commands.inputs import collect_inputs
+from digimask.pipeline.errors import Quarantined
+from digimask.pipeline.imaging import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.set_defaults(func=run_render)
 
 
-class Rejected(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 def run_mask(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from digimask.pipeline.digital_mask import DigitalMask
+    from digimask.pipeline.mask.digital_mask import DigitalMask
 
     inputs = collect_inputs(args.paths, skip_names=(".params.json", ".preview.png"))
     if not inputs:
@@ -80,7 +76,7 @@ def run_mask(args: argparse.Namespace) -> int:
             else:
                 processor = processor or _processor(args.config, masker)
                 _mask_dicom(path, args.output, processor)
-        except Rejected as exc:
+        except Quarantined as exc:
             rejected.append((path, exc.reason))
     for path, reason in rejected:
         print(f"rejected: {path}: {reason}", file=sys.stderr)
@@ -89,20 +85,13 @@ def run_mask(args: argparse.Namespace) -> int:
 
 
 def _mask_image(path: Path, out_dir: Path, masker, preview: bool) -> None:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
     from pydicom.dataset import Dataset
 
-    from digimask.pipeline.pixels import MaskingFailed
+    from digimask.pipeline.imaging import load
 
-    try:
-        with Image.open(path) as img:
-            image = np.asarray(img.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise Rejected(f"cannot read image ({type(exc).__name__})") from None
-    try:
-        result = masker.mask(image, Dataset())
-    except MaskingFailed as exc:
-        raise Rejected(exc.reason) from None
+    image = load(path).image
+    result = masker.mask(image, Dataset())
     Image.fromarray(result.pixels).save(out_dir / f"{path.stem}.png")
     (out_dir / f"{path.stem}.params.json").write_text(json.dumps(result.params, indent=1, sort_keys=True) + "\n")
     if preview:
@@ -111,37 +100,33 @@ def _mask_image(path: Path, out_dir: Path, masker, preview: bool) -> None:
 
 def _processor(config: Path | None, masker):
     if config is None:
-        raise Rejected("DICOM input needs --config (the node's de-identification settings and key)")
+        raise Quarantined("DICOM input needs --config (the node's de-identification settings and key)")
     from digimask.config.settings import ConfigError, load
     from digimask.pipeline.process import Processor
 
     try:
         settings = load(config)
     except ConfigError as exc:
-        raise Rejected(f"invalid configuration: {exc}") from None
+        raise Quarantined(f"invalid configuration: {exc}") from None
     return Processor(settings, masker=masker)
 
 
 def _mask_dicom(path: Path, out_dir: Path, processor) -> None:
-    from digimask.pipeline.process import Quarantined, process_file
+    from digimask.pipeline.process import process_file
 
-    try:
-        ds = process_file(path, processor.settings, processor)
-    except Quarantined as exc:
-        raise Rejected(exc.reason) from None
+    ds = process_file(path, processor.settings, processor)
     ds.save_as(out_dir / f"{path.stem}.dcm", enforce_file_format=True)
 
 
 def run_render(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from digimask.pipeline.digital_mask import render_params
-    from digimask.pipeline.pixels import MaskingFailed
+    from digimask.pipeline.mask.digital_mask import render_params
 
     try:
         params = _read_params(args.source)
         image = render_params(params, args.renderer)
-    except (Rejected, MaskingFailed) as exc:
+    except Quarantined as exc:
         print(f"cannot render {args.source}: {exc.reason}", file=sys.stderr)
         return 1
     except (ValueError, KeyError, TypeError) as exc:
@@ -154,25 +139,25 @@ def run_render(args: argparse.Namespace) -> int:
 
 def _read_params(source: Path) -> dict:
     if not source.is_file():
-        raise Rejected("not found")
+        raise Quarantined("not found")
     if source.suffix.lower() == ".json":
         try:
             return json.loads(source.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise Rejected(f"unreadable JSON ({type(exc).__name__})") from None
+            raise Quarantined(f"unreadable JSON ({type(exc).__name__})") from None
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    from digimask.pipeline import private_block
+    from digimask.pipeline.dicom import private_block
 
     try:
         ds = pydicom.dcmread(source, force=True)
     except (InvalidDicomError, OSError) as exc:
-        raise Rejected(f"unreadable DICOM ({type(exc).__name__})") from None
+        raise Quarantined(f"unreadable DICOM ({type(exc).__name__})") from None
     block = private_block.read(ds)
     if block is None:
-        raise Rejected("no DIGIMASK private block")
+        raise Quarantined("no DIGIMASK private block")
     schema, masker, params = block
     if masker != "digital_mask":
-        raise Rejected(f"masked with {masker!r}, not the digital mask: nothing to re-render")
+        raise Quarantined(f"masked with {masker!r}, not the digital mask: nothing to re-render")
     return params

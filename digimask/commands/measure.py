@@ -5,17 +5,13 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from digimask.commands.inputs import IMAGE_SUFFIXES, collect_inputs
+from digimask.commands.inputs import collect_inputs
 
 log = logging.getLogger(__name__)
-
-MAX_PIXELS = 100_000_000
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -34,18 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-@dataclass(frozen=True)
-class Loaded:
-    image: np.ndarray
-    pixel_spacing_mm: float | None = None
-    laterality: str | None = None  # "right"/"left" from DICOM ImageLaterality
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from digimask.pipeline.analyse import AnalysisOptions, Rejected, analyse
-    from digimask.pipeline.quality import QualityThresholds
+    from digimask.pipeline.errors import Quarantined
+    from digimask.pipeline.eyes.analyse import AnalysisOptions, analyse
+    from digimask.pipeline.eyes.quality import QualityThresholds
+    from digimask.pipeline.imaging import load
 
     inputs = collect_inputs(args.paths)
     if not inputs:
@@ -65,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
                 laterality=loaded.laterality,
             )
             result = analyse(loaded.image, pixel_spacing_mm=loaded.pixel_spacing_mm, options=options)
-        except (Rejected, LoadError) as exc:
+        except Quarantined as exc:
             record.update(status="rejected", reason=exc.reason, mode=None, eyes={}, head_pose=None)
         else:
             record.update(result.to_dict())
@@ -76,45 +67,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(records, indent=2) + "\n")
     return 1 if any(r["status"] != "ok" for r in records) else 0
-
-
-class LoadError(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def load(path: Path) -> Loaded:
-    """An RGB image plus, for DICOM, the pixel spacing and image laterality."""
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(path) as img:
-                return Loaded(np.asarray(img.convert("RGB")))
-        except (OSError, UnidentifiedImageError) as exc:
-            raise LoadError(f"cannot read image ({type(exc).__name__})") from None
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    from digimask.pipeline.decode import decode
-    from digimask.pipeline.pixels import MaskingFailed
-
-    try:
-        ds = pydicom.dcmread(path, force=True)
-        frames = decode(ds, MAX_PIXELS)
-    except (InvalidDicomError, OSError, AttributeError) as exc:
-        raise LoadError(f"cannot read DICOM ({type(exc).__name__})") from None
-    except MaskingFailed as exc:
-        raise LoadError(exc.reason) from None
-    spacing = ds.get("PixelSpacing")
-    pixel_spacing = None
-    if spacing and len(spacing) == 2 and float(spacing[0]) > 0 and float(spacing[1]) > 0:
-        if abs(float(spacing[0]) - float(spacing[1])) > 0.01 * float(spacing[0]):
-            log.warning("%s: non-square pixels %s; using their mean", path.name, list(spacing))
-        pixel_spacing = (float(spacing[0]) + float(spacing[1])) / 2
-    laterality = {"R": "right", "L": "left"}.get(str(ds.get("ImageLaterality", "")).upper())
-    return Loaded(frames.rgb[0], pixel_spacing, laterality)
 
 
 def format_table(records: list[dict]) -> str:
@@ -148,7 +100,7 @@ def annotate(image: np.ndarray, result, width: int = 900) -> "Image.Image":  # n
     blue), canthi and iris centres (magenta), iris circles (yellow) and MRD lines, above the numbers."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from digimask.pipeline.measure import eye_axes, lid_height
+    from digimask.pipeline.eyes.measure import eye_axes, lid_height
 
     eyes = result.eyes
     pts = np.vstack([np.vstack([e.upper_lid, e.lower_lid, e.iris_center[None]]) for e in eyes.values()])

@@ -99,8 +99,10 @@ def cmd_echo(args: argparse.Namespace) -> int:
 
 def cmd_deid(args: argparse.Namespace) -> int:
     """Header de-identification of one file with the configuration (pixels blanked), without routing."""
-    from digimask.pipeline.pixels import BlankMasker
-    from digimask.pipeline.process import Processor, Quarantined, read
+    from digimask.pipeline.dicom.read import read
+    from digimask.pipeline.errors import Quarantined
+    from digimask.pipeline.mask.maskers import BlankMasker
+    from digimask.pipeline.process import Processor
 
     s = _settings(args.config)
     if s is None:
@@ -118,8 +120,8 @@ def cmd_deid(args: argparse.Namespace) -> int:
 
 def _store(config: Path):  # type: ignore[no-untyped-def]
     """The node's store for an administrator command, or None (reasons printed) if the config is invalid."""
-    from digimask.scp_node.node import open_store
     from digimask.storage.db import SchemaMismatch
+    from digimask.storage.store import open_store
 
     s = _settings(config)
     if s is None:

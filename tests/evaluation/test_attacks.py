@@ -3,9 +3,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from digimask.evaluation.attacks import (
-    DlibResNet, Embeddings, attack, locate, rank1_credit, roc_auc, roc_curve, wilson_interval,
+    DlibResNet,
+    Embeddings,
+    attack,
+    locate,
+    rank1_credit,
+    roc_auc,
+    roc_curve,
+    wilson_interval,
 )
 from digimask.evaluation.landmarks import detect_face
 

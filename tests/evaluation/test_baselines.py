@@ -3,11 +3,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from digimask.evaluation.baselines import (
+    BASELINES,
+    EyeBarMasker,
+    EyeCropMasker,
+    OriginalMasker,
+)
+from digimask.evaluation.landmarks import (
+    EYES,
+    detect_face,
+    eye_openings,
+    periocular_box,
+)
+from digimask.pipeline.errors import MaskingFailed
 from pydicom.dataset import Dataset
-
-from digimask.evaluation.baselines import BASELINES, EyeBarMasker, EyeCropMasker, OriginalMasker
-from digimask.evaluation.landmarks import EYES, detect_face, eye_openings, periocular_box
-from digimask.pipeline.pixels import MaskingFailed
 
 
 @pytest.fixture(scope="module")

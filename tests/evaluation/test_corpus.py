@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from digimask.evaluation.corpus import CorpusError, load_corpus, read_image
+from digimask.pipeline.errors import Quarantined
+from PIL import Image
 
 
 def _save(path, size=(40, 30)):
@@ -69,5 +69,5 @@ def test_dicom_photos_are_read_from_their_pixel_data(tmp_path, astronaut):
     assert entry.path.suffix == ".dcm"
     assert np.array_equal(read_image(entry.path, max_side=None), astronaut)
     (tmp_path / "p1" / "broken.dcm").write_bytes(b"not dicom at all")
-    with pytest.raises(OSError):
+    with pytest.raises(Quarantined):
         read_image(tmp_path / "p1" / "broken.dcm")

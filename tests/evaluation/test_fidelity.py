@@ -5,9 +5,14 @@ import math
 
 import numpy as np
 import pytest
-
 from digimask.evaluation.fidelity import (
-    bland_altman, bootstrap_median_ci, cohens_kappa, compare, flatten, gaze_category, lid_category,
+    bland_altman,
+    bootstrap_median_ci,
+    cohens_kappa,
+    compare,
+    flatten,
+    gaze_category,
+    lid_category,
 )
 
 

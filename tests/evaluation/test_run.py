@@ -4,9 +4,8 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-from PIL import Image
-
 from digimask.evaluation.run import available_maskers, build_masker, chance_upper_bound
+from PIL import Image
 
 REQUIRED = ("rank1_mask_to_original", "rank1_mask_to_mask", "verification_rate", "auc", "chance_rank1",
             "n_images", "n_failed", "measurements")
@@ -47,7 +46,7 @@ def test_independent_check_is_exact_for_the_original_and_impossible_on_blank(eva
     assert original["n_failed"] == 0 and original["measurements"]["dlib_eye_aspect"]["n"] == 12
     assert original["measurements"]["dlib_eye_aspect"]["p95_abs_error"] == 0.0
     assert blank["n_failed"] == blank["n_images"] == 6
-    if importlib.util.find_spec("digimask.pipeline.analyse") is not None:  # it gives the mm scale
+    if importlib.util.find_spec("digimask.pipeline.eyes.analyse") is not None:  # it gives the mm scale
         mm = original["measurements"]["dlib_fissure_height_mm"]
         assert mm["n"] > 0 and mm["p95_abs_error"] == 0.0
 
@@ -57,7 +56,7 @@ def test_eye_crop_is_produced_for_every_photo(evaluated):
     assert r["n_not_produced"] == 0 and r["face_detected_rate"] == 0.0
 
 
-@pytest.mark.skipif(importlib.util.find_spec("digimask.pipeline.analyse") is None,
+@pytest.mark.skipif(importlib.util.find_spec("digimask.pipeline.eyes.analyse") is None,
                     reason="the analysis stage is not installed")
 def test_fidelity_of_the_original_is_exact_and_blank_is_unmeasurable(evaluated):
     results = evaluated[1]

@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from digimask.evaluation.eye_warps import iris_moved, lid_moved
-from digimask.pipeline.analyse import Analysis, AnalysisOptions, Rejected, analyse
+from digimask.pipeline.errors import Rejected
+from digimask.pipeline.eyes.analyse import Analysis, AnalysisOptions, analyse
+from PIL import Image
 
 SWAP = {"right": "left", "left": "right"}
 MRD_TOL_MM, GAZE_TOL_DEG = 0.3, 2.0  # the invariance targets

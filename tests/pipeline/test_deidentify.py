@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import dicom_factory as f
 import pytest
+from digimask.config.settings import DeidOption
+from digimask.pipeline.deid.deidentify import Deidentifier
+from digimask.pipeline.deid.pseudonym import Pseudonymizer
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-
-import dicom_factory as f
-from digimask.config.settings import DeidOption
-from digimask.pipeline.deidentify import Deidentifier
-from digimask.pipeline.pseudonym import Pseudonymizer
 
 MODIFIED = DeidOption.retain_longitudinal_modified_dates
 

@@ -6,12 +6,17 @@ import json
 
 import numpy as np
 import pytest
+from digimask.pipeline.dicom import private_block
+from digimask.pipeline.errors import MaskingFailed
+from digimask.pipeline.eyes.analyse import analyse
+from digimask.pipeline.mask.digital_mask import (
+    DigitalMask,
+    fidelity,
+    mask_image,
+    render_params,
+)
+from digimask.pipeline.mask.maskers import create_masker
 from pydicom.dataset import Dataset
-
-from digimask.pipeline import private_block
-from digimask.pipeline.analyse import analyse
-from digimask.pipeline.digital_mask import DigitalMask, fidelity, mask_image, render_params
-from digimask.pipeline.pixels import MaskingFailed, create_masker
 
 SAME_PERSON = 0.6  # dlib ResNet embedding: same person below this distance
 
@@ -131,7 +136,7 @@ def test_multiple_faces_policy(astronaut, grace_hopper) -> None:
 def test_refinement_learns_the_detectors_response_and_its_coupling():
     """A detector that follows a rendered lid 40% of the way and drags the iris centre with it: one
     observed round is enough for the next correction to aim where a fixed gain would not."""
-    from digimask.pipeline.digital_mask import _Response
+    from digimask.pipeline.mask.digital_mask import _Response
 
     true = np.eye(4)
     true[0, 0], true[3, 0] = 0.4, 0.2  # d(MRD1 read)/d(lid move); d(iris read along v)/d(lid move)
@@ -144,7 +149,7 @@ def test_refinement_learns_the_detectors_response_and_its_coupling():
 
 
 def test_refinement_ignores_noise_sized_and_implausible_observations():
-    from digimask.pipeline.digital_mask import MIN_RESPONSE, MIN_STEP_PX, _Response
+    from digimask.pipeline.mask.digital_mask import MIN_RESPONSE, MIN_STEP_PX, _Response
 
     response = _Response()
     start = response.jacobian.copy()
@@ -186,7 +191,7 @@ def test_eyes_turned_together_share_one_step_that_cancels_both_eyes_errors():
     """The joint step of two eyes that may only turn up and down together: where both eyes' errors come
     from one shared vertical move plus their own lid and sideways moves, it finds exactly those moves;
     where they disagree, both eyes still get one and the same vertical move."""
-    from digimask.pipeline.digital_mask import _joint_steps, _Response
+    from digimask.pipeline.mask.digital_mask import _joint_steps, _Response
 
     response = {side: _Response() for side in ("right", "left")}
     response["right"].jacobian = np.array([[0.6, 0, 0, 0], [0, 0.7, 0, 0.1], [0, 0, 0.8, 0], [0.2, 0, 0, 0.4]])

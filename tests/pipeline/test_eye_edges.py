@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from digimask.pipeline.eye_edges import refine_lower_lids
-from digimask.pipeline.landmarks import EyeLandmarks
-from digimask.pipeline.measure import eye_axes, lid_height
+from digimask.pipeline.eyes.edges import refine_lower_lids
+from digimask.pipeline.eyes.landmarks import EyeLandmarks
+from digimask.pipeline.eyes.measure import eye_axes, lid_height
 
 C, R = np.array([100.0, 100.0]), 20.0
 MRD2 = 14.0  # px, the drawn lower lid margin below the iris centre

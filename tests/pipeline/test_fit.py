@@ -6,13 +6,12 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from digimask.pipeline import avatar, fit
-from digimask.pipeline.analyse import Analysis, analyse
-from digimask.pipeline.landmarks import EyeLandmarks
-from digimask.pipeline.measure import HeadPose, measure
-from digimask.pipeline.params import AvatarParams, Camera, Eye, Head
-from digimask.pipeline.template import load
+from digimask.pipeline.eyes.analyse import Analysis, analyse
+from digimask.pipeline.eyes.landmarks import EyeLandmarks
+from digimask.pipeline.eyes.measure import HeadPose, measure
+from digimask.pipeline.mask import avatar, fit
+from digimask.pipeline.mask.params import AvatarParams, Camera, Eye, Head
+from digimask.pipeline.mask.template import load
 
 TRUE_EYES = {
     "right": Eye((0.8, -0.3), (-0.5, 0.4), (1.5, 0.3, -0.2), (-0.8, 0.1, 0.0), -8.0, 6.0, 5.4),

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
-
-from digimask.pipeline.landmarks import (
-    FaceAlignmentBackend,
+from digimask.pipeline.eyes.landmarks import (
     EyeLandmarks,
+    FaceAlignmentBackend,
     detect_face_boxes,
     detect_near_face_boxes,
     eye_crop,
@@ -17,6 +15,7 @@ from digimask.pipeline.landmarks import (
     iris_model,
     refine_eye,
 )
+from PIL import Image
 
 
 @pytest.fixture(scope="module")

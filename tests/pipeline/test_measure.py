@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from digimask.pipeline.landmarks import EyeLandmarks, eyes_from_facemesh, facemesh
-from digimask.pipeline.measure import (
+from digimask.pipeline.eyes.landmarks import EyeLandmarks, eyes_from_facemesh, facemesh
+from digimask.pipeline.eyes.measure import (
     EYE_ROTATION_RADIUS_MM,
     HVID_MM,
     LIMBUS_AHEAD_MM,

@@ -4,16 +4,17 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import dicom_factory as f
 import numpy as np
 import pydicom
 import pytest
-
-import dicom_factory as f
 from digimask.config.settings import parse
-from digimask.pipeline import private_block
-from digimask.pipeline.pixels import MaskingFailed, MaskResult
-from digimask.pipeline.process import Processor, Quarantined, read
-from digimask.pipeline.pseudonym import Pseudonymizer
+from digimask.pipeline.deid.pseudonym import Pseudonymizer
+from digimask.pipeline.dicom import private_block
+from digimask.pipeline.dicom.read import read
+from digimask.pipeline.errors import MaskingFailed, Quarantined
+from digimask.pipeline.mask.maskers import MaskResult
+from digimask.pipeline.process import Processor
 from peers import dciodvfy_errors, require
 
 

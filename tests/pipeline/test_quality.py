@@ -3,12 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
-
-from digimask.pipeline.analyse import AnalysisOptions, Rejected, analyse
-from digimask.pipeline.pixels import MaskingFailed
-from digimask.pipeline.quality import (
-    QualityError,
+from digimask.pipeline.errors import MaskingFailed, Rejected
+from digimask.pipeline.eyes.analyse import AnalysisOptions, analyse
+from digimask.pipeline.eyes.quality import (
     QualityThresholds,
     check_eyes_open,
     check_face_count,
@@ -16,12 +13,13 @@ from digimask.pipeline.quality import (
     check_pose,
     occluded_eyes,
 )
+from PIL import Image, ImageDraw
 
 
 def test_face_count_policy() -> None:
-    with pytest.raises(QualityError, match="no face or eye found"):
+    with pytest.raises(Rejected, match="no face or eye found"):
         check_face_count(0, "largest")
-    with pytest.raises(QualityError, match="3 faces found"):
+    with pytest.raises(Rejected, match="3 faces found"):
         check_face_count(3, "reject")
     check_face_count(3, "largest")
     check_face_count(1, "reject")
@@ -30,12 +28,12 @@ def test_face_count_policy() -> None:
 def test_pose_size_and_open_eyes() -> None:
     t = QualityThresholds()
     check_pose(30.0, -20.0, 10.0, t)
-    with pytest.raises(QualityError, match=r"extreme pose: yaw \+40 deg"):
+    with pytest.raises(Rejected, match=r"extreme pose: yaw \+40 deg"):
         check_pose(40.0, 0.0, 0.0, t)
-    with pytest.raises(QualityError, match="face too small"):
+    with pytest.raises(Rejected, match="face too small"):
         check_face_size(20.0, t)
     check_eyes_open({"right": 0.05, "left": 0.3}, t)  # one closed eye (complete ptosis) is a finding
-    with pytest.raises(QualityError, match="eyes closed"):
+    with pytest.raises(Rejected, match="eyes closed"):
         check_eyes_open({"right": 0.05, "left": float("nan")}, t)
 
 
@@ -94,9 +92,9 @@ def test_occluded_eyes_policy() -> None:
     t = QualityThresholds()
     assert occluded_eyes({"right": 80.0, "left": 3.0}, t) == ["left"]
     assert occluded_eyes({"right": 80.0, "left": 60.0}, t) == []
-    with pytest.raises(QualityError, match=r"eyes not visible \(occluded\)"):
+    with pytest.raises(Rejected, match=r"eyes not visible \(occluded\)"):
         occluded_eyes({"right": 0.0, "left": 3.0}, t)
-    with pytest.raises(QualityError, match=r"eye not visible \(occluded\)"):
+    with pytest.raises(Rejected, match=r"eye not visible \(occluded\)"):
         occluded_eyes({"left": 0.0}, t)
 
 

@@ -9,11 +9,10 @@ import threading
 import numpy as np
 import pytest
 import torch
-
-from digimask.pipeline import avatar, render
-from digimask.pipeline.params import AvatarParams, Camera, Eye, Head
-from digimask.pipeline.pixels import MaskingFailed
-from digimask.pipeline.template import BACKGROUND_RGB, load
+from digimask.pipeline.errors import MaskingFailed
+from digimask.pipeline.mask import avatar, render
+from digimask.pipeline.mask.params import AvatarParams, Camera, Eye, Head
+from digimask.pipeline.mask.template import BACKGROUND_RGB, load
 
 PARAMS = AvatarParams(
     template="mediapipe-canonical-face/1", mode="face", camera=Camera(480, 360, 720.0, 240.0, 180.0),
@@ -61,8 +60,8 @@ def test_backends_agree_on_silhouette():
 
 _CHILD = """
 import hashlib, json, sys
-from digimask.pipeline import render
-from digimask.pipeline.params import AvatarParams
+from digimask.pipeline.mask import render
+from digimask.pipeline.mask.params import AvatarParams
 p = AvatarParams.from_dict(json.loads(sys.argv[1]))
 print(hashlib.sha256(render.render(p).tobytes()).hexdigest())
 """

@@ -1,10 +1,9 @@
 """Routing rules: AE titles, SOP class, modality and tag conditions; union of matching rules."""
 from __future__ import annotations
 
-from pydicom.dataset import Dataset
-
 from digimask.config.settings import parse
 from digimask.pipeline.route import Router
+from pydicom.dataset import Dataset
 
 
 def router(*routes) -> Router:  # type: ignore[no-untyped-def]

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from digimask.pipeline import template
+from digimask.pipeline.mask import template
 
 
 def test_template_is_subdivided_canonical_mesh_with_two_eye_openings():

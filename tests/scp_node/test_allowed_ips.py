@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import subprocess
 
-from pynetdicom import AE
-
 from peers import PEER_ENV, NodeProcess, free_port, node_config, require
+from pynetdicom import AE
 
 VERIFICATION = "1.2.840.10008.1.1"
 

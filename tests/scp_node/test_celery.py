@@ -9,14 +9,21 @@ import subprocess
 import sys
 import uuid
 
+import dicom_factory as f
 import pydicom
 import pytest
-
-import dicom_factory as f
 from digimask.config.settings import load
-from digimask.pipeline.pseudonym import Pseudonymizer
-from digimask.scp_node.node import open_store
-from peers import NodeProcess, Orthanc, free_port, node_config, require, storescu, wait_for
+from digimask.pipeline.deid.pseudonym import Pseudonymizer
+from digimask.storage.store import open_store
+from peers import (
+    NodeProcess,
+    Orthanc,
+    free_port,
+    node_config,
+    require,
+    storescu,
+    wait_for,
+)
 
 REDIS = ("127.0.0.1", 6379)
 

@@ -6,18 +6,26 @@ import signal
 import subprocess
 from pathlib import Path
 
+import dicom_factory as f
 import numpy as np
 import pydicom
 import pytest
-from skimage import data as skdata
-
-import dicom_factory as f
 from databases import database
 from digimask.config.settings import load
-from digimask.pipeline.pseudonym import Pseudonymizer
-from digimask.scp_node.node import open_store
+from digimask.pipeline.deid.pseudonym import Pseudonymizer
 from digimask.storage.models import Send, State
-from peers import NodeProcess, Orthanc, dciodvfy_errors, free_port, node_config, require, storescu, wait_for
+from digimask.storage.store import open_store
+from peers import (
+    NodeProcess,
+    Orthanc,
+    dciodvfy_errors,
+    free_port,
+    node_config,
+    require,
+    storescu,
+    wait_for,
+)
+from skimage import data as skdata
 
 pytestmark = pytest.mark.peers
 
@@ -203,8 +211,8 @@ def test_two_nodes_share_postgresql_without_double_forwarding(sample, orthanc, t
 def test_digital_mask_through_the_node(orthanc, astronaut, tmp_path) -> None:
     """The default masker end to end: the avatar reaches the PACS with its parameters; a photo without a
     face is quarantined, never forwarded."""
-    from digimask.pipeline import private_block
-    from digimask.pipeline.digital_mask import render_params
+    from digimask.pipeline.dicom import private_block
+    from digimask.pipeline.mask.digital_mask import render_params
 
     face = f.save(f.op8("dm-face", astronaut), tmp_path / "face.dcm")
     no_face = f.save(f.op8("dm-coffee", skdata.coffee()), tmp_path / "coffee.dcm")

@@ -5,11 +5,10 @@ import signal
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import dicom_factory as f
+import pytest
 from digimask.config.settings import load
-from digimask.scp_node.node import open_store
+from digimask.storage.store import open_store
 from peers import PEER_ENV, NodeProcess, free_port, node_config, require, wait_for
 
 

@@ -7,12 +7,11 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from databases import database
-from store_workers import deliver_all
 from digimask.storage import db
 from digimask.storage.models import Send, State, utcnow
 from digimask.storage.store import Store
+from store_workers import deliver_all
 
 KINDS = ["sqlite", "postgresql"]
 

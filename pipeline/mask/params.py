@@ -22,8 +22,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from digimask.pipeline.eyes.landmarks import SIDES
+
 SCHEMA = "digimask.params/1"
-SIDES = ("right", "left")
 LID_COEFFICIENTS = 3
 
 

@@ -1,26 +1,19 @@
 """Quality gates: decide whether an image can be measured (and masked), with an admin-readable reason.
 
-Each check raises :class:`QualityError` with a short reason (no PHI); the analysis stage turns it into
-``Rejected`` so the node quarantines the image instead of emitting a wrong mask.
+Each check raises :class:`~digimask.pipeline.errors.Rejected` with a short reason (no PHI), so the node
+quarantines the image instead of emitting a wrong mask.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
+from digimask.config.settings import MultiFacePolicy
+from digimask.pipeline.errors import Rejected
+from digimask.pipeline.eyes.landmarks import EyeLandmarks
+from digimask.pipeline.imaging import LUMA_REC601
 from PIL import Image, ImageDraw
-
-from .landmarks import EyeLandmarks
-
-MultiFacePolicy = Literal["largest", "reject"]
-
-
-class QualityError(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -37,21 +30,21 @@ class QualityThresholds:
 
 def check_face_count(count: int, policy: MultiFacePolicy) -> None:
     if count == 0:
-        raise QualityError("no face or eye found")
+        raise Rejected("no face or eye found")
     if count > 1 and policy == "reject":
-        raise QualityError(f"{count} faces found (policy: reject multiple faces)")
+        raise Rejected(f"{count} faces found (policy: reject multiple faces)")
 
 
 def check_face_size(interocular_px: float, t: QualityThresholds) -> None:
     if interocular_px < t.min_interocular_px:
-        raise QualityError(
+        raise Rejected(
             f"face too small: {interocular_px:.0f} px between the eyes (minimum {t.min_interocular_px:.0f})"
         )
 
 
 def check_eye_size(eye_width_px: float, t: QualityThresholds) -> None:
     if eye_width_px < t.min_eye_width_px:
-        raise QualityError(f"eye too small: {eye_width_px:.0f} px wide (minimum {t.min_eye_width_px:.0f})")
+        raise Rejected(f"eye too small: {eye_width_px:.0f} px wide (minimum {t.min_eye_width_px:.0f})")
 
 
 def check_pose(yaw: float, pitch: float, roll: float, t: QualityThresholds) -> None:
@@ -59,7 +52,7 @@ def check_pose(yaw: float, pitch: float, roll: float, t: QualityThresholds) -> N
         ("yaw", yaw, t.max_yaw_deg), ("pitch", pitch, t.max_pitch_deg), ("roll", roll, t.max_roll_deg)
     ):
         if abs(value) > limit:
-            raise QualityError(f"extreme pose: {name} {value:+.0f} deg (limit {limit:.0f})")
+            raise Rejected(f"extreme pose: {name} {value:+.0f} deg (limit {limit:.0f})")
 
 
 def open_ratio(fissure_height_px: float, fissure_width_px: float) -> float:
@@ -69,7 +62,7 @@ def open_ratio(fissure_height_px: float, fissure_width_px: float) -> float:
 def check_eyes_open(ratios: Mapping[str, float], t: QualityThresholds) -> None:
     """Reject only when every visible eye is closed: one closed eye (complete ptosis) is a finding."""
     if ratios and all(not np.isfinite(r) or r < t.min_open_ratio for r in ratios.values()):
-        raise QualityError("eyes closed")
+        raise Rejected("eyes closed")
 
 
 def eye_spread(image: np.ndarray, eye: EyeLandmarks) -> float:
@@ -86,7 +79,7 @@ def eye_spread(image: np.ndarray, eye: EyeLandmarks) -> float:
     if x1 - x0 < 2 or y1 - y0 < 2:
         return 0.0
     crop = image[y0:y1, x0:x1, :3].astype(np.float32)
-    grey = crop @ np.array([0.299, 0.587, 0.114], np.float32)
+    grey = crop @ np.array(LUMA_REC601, np.float32)
     ys, xs = np.mgrid[y0:y1, x0:x1]
     u = (eye.medial_canthus - eye.lateral_canthus) / w
     dx, dy = xs - centre[0], ys - centre[1]
@@ -108,5 +101,5 @@ def occluded_eyes(spreads: Mapping[str, float], t: QualityThresholds) -> list[st
     """The sides whose eye region is flat (covered); reject when no eye is left visible."""
     hidden = [side for side, value in spreads.items() if value < t.min_eye_spread]
     if spreads and len(hidden) == len(spreads):
-        raise QualityError(f"{'eyes' if len(spreads) > 1 else 'eye'} not visible (occluded)")
+        raise Rejected(f"{'eyes' if len(spreads) > 1 else 'eye'} not visible (occluded)")
     return hidden

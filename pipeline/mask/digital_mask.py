@@ -16,20 +16,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 import numpy as np
+from digimask.config.settings import Alignment, MultiFacePolicy
+from digimask.pipeline.dicom.header import laterality, pixel_spacing_mm
+from digimask.pipeline.errors import MaskingFailed
+from digimask.pipeline.eyes.analyse import Analysis, AnalysisOptions, analyse
+from digimask.pipeline.eyes.landmarks import SIDES, EyeLandmarks
+from digimask.pipeline.eyes.measure import (
+    ACCEPT_GAZE_DEG,
+    ACCEPT_MRD_MM,
+    eye_axes,
+    head_rotation,
+    offset_from_gaze,
+)
+from digimask.pipeline.eyes.quality import QualityThresholds
+from digimask.pipeline.imaging import luminance
+from digimask.pipeline.mask.fit import fit, fit_head
+from digimask.pipeline.mask.maskers import MaskResult
+from digimask.pipeline.mask.params import AvatarParams
+from digimask.pipeline.mask.render import render
 from pydicom.dataset import Dataset
-
-from .analyse import Analysis, AnalysisOptions, analyse
-from .fit import fit, fit_head
-from .landmarks import EyeLandmarks
-from .measure import eye_axes, head_rotation, offset_from_gaze
-from .params import AvatarParams
-from .pixels import MaskingFailed, MaskResult
-from .quality import MultiFacePolicy, QualityThresholds
-from .render import luminance, render
-
 
 # MediaPipe's iris model reads the rendered limbus about 20% inside the drawn one (patient / mask radius at
 # the first render: 1.18-1.29 on astronaut, grace_hopper, obama): the fit draws the iris that much larger.
@@ -47,7 +55,6 @@ MIN_STEP_PX, MIN_RESPONSE, MAX_CONDITION = 0.1, 0.3, 10.0
 # together in: none, the vertical one (default), or both (docs/digital_mask.md, "The refinement loop and the
 # drawn eyes"). The analysis follows a drawn vertical turn only a quarter of the way, so refining each eye's
 # vertical gaze on its own draws vertical squints out of the reading's noise.
-Alignment = Literal["none", "vertical", "both"]
 _SHARED = {"none": (), "vertical": (3,), "both": (2, 3)}  # the iris controls both eyes share (see _EyeControls)
 _ANGLES = {2: "gaze_yaw_deg", 3: "gaze_pitch_deg"}
 
@@ -60,8 +67,8 @@ class Fidelity:
     gaze_deg: float
 
     def score(self) -> float:
-        """1.0 at the acceptance limits (0.5 mm, 2 degrees)."""
-        return max(self.mrd_mm / 0.5, self.gaze_deg / 2.0)
+        """1.0 at the acceptance limits (``ACCEPT_MRD_MM``, ``ACCEPT_GAZE_DEG``)."""
+        return max(self.mrd_mm / ACCEPT_MRD_MM, self.gaze_deg / ACCEPT_GAZE_DEG)
 
     def to_dict(self) -> dict[str, float]:
         return {"mrd_mm": round(self.mrd_mm, 3), "gaze_deg": round(self.gaze_deg, 3)}
@@ -170,13 +177,13 @@ def _joint_steps(response: Mapping[str, _Response], errors: Mapping[str, np.ndar
     least-squares cancellation of both eyes' errors (lids and the other iris control still per eye)."""
     own = [i for i in range(4) if i not in shared]
     a = np.zeros((8, 2 * len(own) + len(shared)))
-    for k, side in enumerate(("right", "left")):
+    for k, side in enumerate(SIDES):
         j = response[side].jacobian
         a[4 * k:4 * k + 4, k * len(own):(k + 1) * len(own)] = j[:, own]
         a[4 * k:4 * k + 4, 2 * len(own):] = j[:, list(shared)]
     x = np.linalg.lstsq(a, np.concatenate([errors["right"], errors["left"]]), rcond=None)[0]
     steps = {}
-    for k, side in enumerate(("right", "left")):
+    for k, side in enumerate(SIDES):
         step = np.zeros(4)
         step[own], step[list(shared)] = x[k * len(own):(k + 1) * len(own)], x[2 * len(own):]
         steps[side] = step
@@ -304,7 +311,7 @@ def render_params(params: Mapping[str, Any], backend: str | None = None) -> np.n
 
 
 class DigitalMask:
-    """The :class:`~digimask.pipeline.pixels.PixelMasker` that replaces the face with the avatar."""
+    """The :class:`~digimask.pipeline.mask.maskers.PixelMasker` that replaces the face with the avatar."""
 
     name = "digital_mask"
     cleans_recognizable_features = True
@@ -330,7 +337,7 @@ class DigitalMask:
             raise MaskingFailed(f"unsupported pixel data {image.shape} {image.dtype} for the digital mask")
         rgb = np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image[:, :, :3]
         try:
-            result = mask_image(rgb, pixel_spacing_mm=_spacing(ds), options=_options(ds, self.quality), refine=self.refine,
+            result = mask_image(rgb, pixel_spacing_mm=pixel_spacing_mm(ds), options=_options(ds, self.quality), refine=self.refine,
                                 backend=self.renderer, keep_alignment=self.keep_alignment)
         except MaskingFailed:
             raise
@@ -338,7 +345,7 @@ class DigitalMask:
             raise MaskingFailed(f"digital mask failed: {type(exc).__name__}") from exc
         if self.strict and (result.fidelity is None or result.fidelity.score() > 1.0):
             found = result.fidelity.to_dict() if result.fidelity else "unmeasurable"
-            raise MaskingFailed(f"mask fidelity not confirmed (limits 0.5 mm, 2 deg): {found}")
+            raise MaskingFailed(f"mask fidelity not confirmed (limits {ACCEPT_MRD_MM} mm, {ACCEPT_GAZE_DEG} deg): {found}")
         pixels, params = result.pixels, result.params
         if image.ndim == 2 or (rgb[..., :1] == rgb[..., 1:3]).all():  # greyscale stays greyscale
             params = replace(params, greyscale=True)
@@ -353,14 +360,5 @@ class DigitalMask:
         return MaskResult(pixels, params.to_dict(), notes)
 
 
-def _spacing(ds: Dataset) -> float | None:
-    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
-    try:
-        return float(spacing[0]) if spacing else None
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
 def _options(ds: Dataset, quality: QualityThresholds) -> AnalysisOptions:
-    side = {"R": "right", "L": "left"}.get(str(ds.get("ImageLaterality", "")).upper())
-    return AnalysisOptions(laterality=side, quality=quality)
+    return AnalysisOptions(laterality=laterality(ds), quality=quality)

@@ -13,8 +13,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
-
-from .render import AMBIENT, DIFFUSE, LIGHT_DIRECTION, Scene
+from digimask.pipeline.mask.render import AMBIENT, DIFFUSE, LIGHT_DIRECTION, Scene
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 if not hasattr(np, "infty"):
@@ -24,7 +23,6 @@ import pyglet  # noqa: E402
 
 pyglet.options["headless"] = True
 import pyrender  # noqa: E402
-
 
 _KEEP_ALIVE: list["PyrenderRenderer"] = []  # deleting an OffscreenRenderer breaks the others under EGL
 

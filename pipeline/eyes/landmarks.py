@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 
 Side = Literal["right", "left"]
+SIDES: tuple[Side, Side] = ("right", "left")  # anatomical: the patient's right eye is on the image's left
 
 # FaceMesh indices per anatomical side (MediaPipe's "right eye" set 33/133 is the patient's right eye).
 # Lids run lateral canthus -> medial canthus.
@@ -47,7 +48,6 @@ IRIS_MODEL_INPUT = 64
 CONTOUR_MIRROR = [8, 7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9]
 IRIS_MIRROR = [0, 3, 2, 1, 4]  # centre, then limbus points at crop +x, up, -x, down
 REFINE_CROP_FACTORS = (1.9, 2.1, 2.3, 2.5, 2.7)
-CLOSEUP_CROP_FACTOR = 2.3  # square crop side / eye-corner width, as MediaPipe's own eye ROI
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from typing import Literal
 
 from digimask.config.settings import Settings
-from digimask.pipeline.process import Processor, Quarantined, read
+from digimask.pipeline.dicom.read import read
+from digimask.pipeline.errors import Quarantined
+from digimask.pipeline.process import Processor
 from digimask.storage.store import Claimed, Store
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Render an avatar from its parameters: scene building plus a small renderer interface.
 
-``build_scene`` turns :class:`~digimask.pipeline.params.AvatarParams` into camera-space textured meshes;
+``build_scene`` turns :class:`~digimask.pipeline.mask.params.AvatarParams` into camera-space textured meshes;
 a :class:`Renderer` rasterises them at the camera's image size. Backends: ``moderngl`` (default: EGL,
 headless, bit-reproducible across processes) and ``pyrender`` (the design's alternative). Each backend
 keeps one GL context per thread, created lazily by the thread that renders and reused.
@@ -14,16 +14,24 @@ from typing import Protocol
 
 import numpy as np
 import torch
-
-from . import avatar
-from .params import SIDES, AvatarParams, Eye
-from .pixels import MaskingFailed
-from .template import BACKGROUND_RGB, EYEBALL_RADIUS_MM, SKIN_RGB, eyeball_mesh, load, socket_mesh
+from digimask.pipeline.errors import MaskingFailed
+from digimask.pipeline.eyes.landmarks import SIDES
+from digimask.pipeline.imaging import luminance
+from digimask.pipeline.mask import avatar
+from digimask.pipeline.mask.params import AvatarParams, Eye
+from digimask.pipeline.mask.template import (
+    BACKGROUND_RGB,
+    EYEBALL_RADIUS_MM,
+    SKIN_RGB,
+    eyeball_mesh,
+    load,
+    socket_mesh,
+)
 
 LIGHT_DIRECTION = (0.25, 0.35, 1.0)  # camera frame, toward the light
 AMBIENT, DIFFUSE = 0.45, 0.6
-BACKENDS = {"moderngl": "digimask.pipeline.render_moderngl:ModernGLRenderer",
-            "pyrender": "digimask.pipeline.render_pyrender:PyrenderRenderer"}
+BACKENDS = {"moderngl": "digimask.pipeline.mask.render_moderngl:ModernGLRenderer",
+            "pyrender": "digimask.pipeline.mask.render_pyrender:PyrenderRenderer"}
 
 
 @dataclass(frozen=True)
@@ -128,8 +136,3 @@ def render(params: AvatarParams, backend: str | None = None) -> np.ndarray:
         raise MaskingFailed(f"the {backend} renderer produced a blank image")
     return luminance(image) if params.greyscale else image
 
-
-def luminance(image: np.ndarray) -> np.ndarray:
-    """Rec. 601 luma replicated in three channels."""
-    grey = np.round(image @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
-    return np.repeat(grey[..., None], 3, axis=2)

@@ -16,16 +16,17 @@ from importlib import resources
 
 import numpy as np
 import trimesh
+from digimask.pipeline.eyes.landmarks import SIDES
+from digimask.pipeline.eyes.measure import HVID_MM
 from PIL import Image, ImageDraw, ImageFilter
 
 TEMPLATE_ID = "mediapipe-canonical-face"
 TEMPLATE_VERSION = 1
-SIDES = ("right", "left")
 EYEBALL_RADIUS_MM = 12.0
 # The pupil sits above the canthal line in most people (the analysis reads about +10 deg of vertical gaze
 # on frontal photos); a centred eyeball read +4-5 deg and had to roll up under the lid to match.
 EYEBALL_RAISE_MM = 2.0
-IRIS_RADIUS_MM = 5.85  # half the adult horizontal visible iris diameter
+IRIS_RADIUS_MM = HVID_MM / 2
 PUPIL_FRACTION = 0.36  # pupil radius / iris radius (neutral, mid-dilated)
 SKIN_RGB = (198, 154, 128)
 BACKGROUND_RGB = (150, 150, 150)
@@ -84,7 +85,7 @@ class Template:
 @lru_cache(maxsize=1)
 def load() -> Template:
     """Build the template (about 0.3 s, once per process)."""
-    with resources.files("digimask.pipeline").joinpath("assets/canonical_face_mesh.npz").open("rb") as f:
+    with resources.files("digimask.pipeline.mask").joinpath("assets/canonical_face_mesh.npz").open("rb") as f:
         data = np.load(f)
         base = data["vertices"].astype(np.float64) * 10.0  # cm -> mm
         uv = data["uv"].astype(np.float64)

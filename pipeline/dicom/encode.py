@@ -9,14 +9,17 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from digimask.pipeline.deid.deidentify import Deidentified
+from digimask.pipeline.deid.profile import (
+    CLEAN_PIXEL_DATA_CODE,
+    CLEAN_VISUAL_FEATURES_CODE,
+)
+from digimask.pipeline.dicom import private_block
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
 import digimask
-from digimask.config.profile import CLEAN_PIXEL_DATA_CODE, CLEAN_VISUAL_FEATURES_CODE
-from digimask.pipeline import private_block
-from digimask.pipeline.deidentify import Deidentified
 
 IMPLEMENTATION_CLASS_UID = "2.25.229623471838911937233519530893917416593"  # fixed for digimask
 IMPLEMENTATION_VERSION = f"DIGIMASK_{digimask.__version__.replace('.', '')}"[:16]

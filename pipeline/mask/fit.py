@@ -21,13 +21,18 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from digimask.pipeline.eyes.analyse import Analysis
+from digimask.pipeline.eyes.landmarks import FACEMESH_EYES, EyeLandmarks
+from digimask.pipeline.mask import avatar
+from digimask.pipeline.mask.params import (
+    AvatarParams,
+    Camera,
+    Eye,
+    Head,
+    clean_measurements,
+)
+from digimask.pipeline.mask.template import IRIS_RADIUS_MM, load
 from torch.func import vmap
-
-from . import avatar
-from .analyse import Analysis
-from .landmarks import FACEMESH_EYES, EyeLandmarks
-from .params import AvatarParams, Camera, Eye, Head, clean_measurements
-from .template import IRIS_RADIUS_MM, load
 
 LID_SAMPLES = np.linspace(0.1, 0.9, 9)  # fractions between the canthi where the model's lids are sampled
 LID_GRID = np.linspace(0.0, 1.0, 17)  # fractions where the patient's lid heights are tabulated

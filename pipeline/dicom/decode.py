@@ -4,10 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from digimask.pipeline.errors import Quarantined
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut
-
-from digimask.pipeline.pixels import MaskingFailed
 
 
 @dataclass(frozen=True)
@@ -18,17 +17,17 @@ class Frames:
 
 
 def decode(ds: Dataset, max_pixels: int) -> Frames:
-    """Decode every frame to 8-bit RGB; raises :class:`MaskingFailed` with a clear reason."""
+    """Decode every frame to 8-bit RGB; raises :class:`~digimask.pipeline.errors.Quarantined` with a clear reason."""
     if "PixelData" not in ds:
-        raise MaskingFailed("no pixel data")
+        raise Quarantined("no pixel data")
     rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
     n = int(ds.get("NumberOfFrames", 1) or 1)
     if rows * cols * n > max_pixels:
-        raise MaskingFailed(f"image too large: {rows}x{cols}x{n} frames exceeds storage.max_pixels={max_pixels}")
+        raise Quarantined(f"image too large: {rows}x{cols}x{n} frames exceeds storage.max_pixels={max_pixels}")
     try:
         arr = ds.pixel_array  # pydicom 3 converts YCbCr (YBR_*) to RGB by default
     except Exception as exc:  # decoder plugins raise many types; all mean the same here
-        raise MaskingFailed(f"cannot decode pixel data ({type(exc).__name__}: {str(exc)[:120]})") from None
+        raise Quarantined(f"cannot decode pixel data ({type(exc).__name__}: {str(exc)[:120]})") from None
     pi = str(ds.get("PhotometricInterpretation", ""))
     samples = int(ds.get("SamplesPerPixel", 1))
     if n == 1:
@@ -49,7 +48,7 @@ def _to_uint8(arr: np.ndarray, bits: int) -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype.kind not in "ui":
-        raise MaskingFailed(f"unsupported pixel type {arr.dtype}")
+        raise Quarantined(f"unsupported pixel type {arr.dtype}")
     signed = arr.dtype.kind == "i"
     arr = arr.astype(np.int64)
     if signed:  # two's complement data: shift the stored range to start at zero

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-
-from .eye_edges import refine_lower_lids
-from .landmarks import (
+from digimask.pipeline.errors import Rejected
+from digimask.pipeline.eyes.edges import refine_lower_lids
+from digimask.pipeline.eyes.landmarks import (
     REFINE_CROP_FACTORS,
     EyeLandmarks,
     IrisModel,
@@ -26,10 +26,15 @@ from .landmarks import (
     iris_model,
     refine_eye,
 )
-from .measure import HeadPose, Measurements, eye_axes, head_pose_from_facemesh, lid_height, measure
-from .pixels import MaskingFailed
-from .quality import (
-    QualityError,
+from digimask.pipeline.eyes.measure import (
+    HeadPose,
+    Measurements,
+    eye_axes,
+    head_pose_from_facemesh,
+    lid_height,
+    measure,
+)
+from digimask.pipeline.eyes.quality import (
     QualityThresholds,
     check_eye_size,
     check_eyes_open,
@@ -50,10 +55,6 @@ MAX_FACE_EYE_DISAGREEMENT = 0.10
 # A close-up eye is kept only if its contour is stable across crops and orientations (spread / width).
 # Eyes here: 0.05-0.06; coffee, rocket, cat photos: >= 0.09.
 MAX_CLOSEUP_SPREAD = 0.075
-
-
-class Rejected(MaskingFailed):
-    """The image fails a quality gate; ``reason`` is short and admin-readable (no PHI)."""
 
 
 @dataclass(frozen=True)
@@ -97,16 +98,13 @@ def analyse(
     """Landmarks, quality gates and measurements for one HxWx3 uint8 RGB image; raises :class:`Rejected`."""
     opts = options or AnalysisOptions()
     image = _check_image(image)
-    try:
-        if opts.mode != "closeup":
-            result = _analyse_face(image, pixel_spacing_mm, opts)
-            if result is not None:
-                return result
-            if opts.mode == "face":
-                raise QualityError("no face found")
-        return _analyse_closeup(image, pixel_spacing_mm, opts)
-    except QualityError as exc:
-        raise Rejected(exc.reason) from None
+    if opts.mode != "closeup":
+        result = _analyse_face(image, pixel_spacing_mm, opts)
+        if result is not None:
+            return result
+        if opts.mode == "face":
+            raise Rejected("no face found")
+    return _analyse_closeup(image, pixel_spacing_mm, opts)
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
@@ -180,7 +178,7 @@ def _analyse_face(image: np.ndarray, spacing: float | None, opts: AnalysisOption
         if points is not None:
             faces.append(points)
     if not faces:
-        raise QualityError("face found but no landmarks (face too small or occluded)")
+        raise Rejected("face found but no landmarks (face too small or occluded)")
     points = max(faces, key=lambda p: area(_bbox(p)))
     eyes = refine_eyes(image, eyes_from_facemesh(points))
     interocular = float(np.linalg.norm(
@@ -203,7 +201,7 @@ def _analyse_closeup(image: np.ndarray, spacing: float | None, opts: AnalysisOpt
         if e.consistency <= MAX_CLOSEUP_SPREAD and _plausible_eye(e.eye)
     ]
     if not found:
-        raise QualityError("no face or eye found")
+        raise Rejected("no face or eye found")
     eyes = refine_eyes(image, {e.eye.side: e.eye for e in found})
     for eye in eyes.values():
         check_eye_size(eye.width, opts.quality)

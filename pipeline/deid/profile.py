@@ -1,6 +1,6 @@
 """The de-identification profile: PS3.15 Table E.1-1, with the administrator's options applied.
 
-The table is generated data (``config/standard/annex_e.json``, see ``scripts/gen_standard_tables.py``);
+The table is generated data (``pipeline/deid/standard/annex_e.json``, see ``scripts/gen_standard_tables.py``);
 this module only decides, per attribute, which action code applies:
 ``D`` dummy, ``Z`` zero-length or dummy, ``X`` remove, ``K`` keep, ``C`` clean, ``U`` replace UID,
 or a compound (``X/Z``, ``X/D``, ``Z/D``, ``X/Z/D``, ``X/Z/U*``) that the IOD's attribute Type resolves.
@@ -39,13 +39,13 @@ class _Masked:
 
 @cache
 def _table() -> list[dict]:
-    return json.loads(resources.files("digimask.config").joinpath("standard/annex_e.json").read_text())
+    return json.loads(resources.files("digimask.pipeline.deid").joinpath("standard/annex_e.json").read_text())
 
 
 @cache
 def iod_types(sop_class_uid: str) -> dict[int, str]:
     """Top-level attribute Types (``1``, ``1C``, ``2``, ``2C``, ``3``) of a supported IOD, by tag."""
-    raw = json.loads(resources.files("digimask.config").joinpath("standard/iod_types.json").read_text())
+    raw = json.loads(resources.files("digimask.pipeline.deid").joinpath("standard/iod_types.json").read_text())
     return {int(tag, 16): t for tag, t in raw.get(sop_class_uid, {}).items() if "X" not in tag.upper()}
 
 

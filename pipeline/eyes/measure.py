@@ -11,11 +11,13 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
-
-from .landmarks import EyeLandmarks
+from digimask.pipeline.eyes.landmarks import EyeLandmarks
 
 HVID_MM = 11.7  # horizontal visible iris diameter, adult mean
 HVID_SD_MM = 0.5
+# A mask is faithful when the analysis reads it as it reads the patient within these (MRD1/MRD2, gaze).
+ACCEPT_MRD_MM = 0.5
+ACCEPT_GAZE_DEG = 2.0
 EYE_ROTATION_RADIUS_MM = 10.9  # centre of rotation (13.5 mm behind the corneal apex) to the limbus plane (2.6 mm)
 # How far the limbus centre sits in front of the canthal midpoint in primary gaze: what makes a turned head
 # move the iris across the eye opening. MediaPipe's face geometry: 2.6-3.8 mm (median 3.2) on 16 faces.

@@ -17,16 +17,9 @@ from importlib import import_module
 from typing import Any, Protocol
 
 import numpy as np
+from digimask.pipeline.errors import MaskingFailed
 from PIL import Image, ImageFilter
 from pydicom.dataset import Dataset
-
-
-class MaskingFailed(Exception):
-    """The masker could not produce a safe image; ``reason`` is shown to administrators (no PHI)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -102,7 +95,7 @@ MASKERS: dict[str, Callable[..., PixelMasker] | str] = {
     "blank": BlankMasker,
     "blur": BlurMasker,
     "pixelate": PixelateMasker,
-    "digital_mask": "digimask.pipeline.digital_mask:DigitalMask",
+    "digital_mask": "digimask.pipeline.mask.digital_mask:DigitalMask",
 }
 
 

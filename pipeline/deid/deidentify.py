@@ -1,6 +1,6 @@
 """Header de-identification: PS3.15 Annex E Basic Application Level Confidentiality Profile + options.
 
-Driven by :mod:`digimask.config.profile` (the standard's Table E.1-1 as data). Every element, at every
+Driven by :mod:`digimask.pipeline.deid.profile` (the standard's Table E.1-1 as data). Every element, at every
 sequence depth, gets the table's action; compound actions resolve by the attribute's Type in the
 instance's IOD so that Type 1 attributes get dummies and Type 2 attributes zero length. Private
 elements are removed unless Retain Safe Private is on and the creator declared the block SAFE.
@@ -13,14 +13,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from digimask.config.settings import DeidOption
+from digimask.pipeline.deid.profile import Profile, iod_types, resolve
+from digimask.pipeline.deid.pseudonym import Pseudonymizer
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
-
-from digimask.config.profile import Profile, iod_types, resolve
-from digimask.config.settings import DeidOption
-from digimask.pipeline.pseudonym import Pseudonymizer
 
 PIXEL_GROUP = 0x7FE0
 _TEXT_VRS = {"LO", "LT", "SH", "ST", "UT", "UC", "PN"}

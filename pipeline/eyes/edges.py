@@ -11,10 +11,9 @@ and the same rule made the known-warp figures worse (docs/measurements.md).
 from __future__ import annotations
 
 import numpy as np
+from digimask.pipeline.eyes.landmarks import EyeLandmarks
+from digimask.pipeline.eyes.measure import eye_axes, lid_height
 from scipy.ndimage import gaussian_filter1d, map_coordinates
-
-from .landmarks import EyeLandmarks
-from .measure import eye_axes, lid_height
 
 BAND = 0.35  # half-width of the search band around the model's lid, iris radii
 STEP = 0.05  # profile sample spacing, iris radii

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from .template import EYEBALL_RADIUS_MM, EyeTemplate, Template
+from digimask.pipeline.mask.template import EYEBALL_RADIUS_MM, EyeTemplate, Template
 
 N_EYE = 13
 _K = torch.arange(1, 4, dtype=torch.float64)
