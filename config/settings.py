@@ -32,6 +32,16 @@ def _check_regex(pattern: str) -> None:
         raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
 
 
+def _attribute_tag(name: str) -> int | None:
+    """A DICOM keyword or ``GGGG,EEEE`` as a tag; None if it is neither."""
+    from pydicom.datadict import tag_for_keyword
+
+    tag = tag_for_keyword(name)
+    if tag is None and re.fullmatch(r"[0-9A-Fa-f]{4},?[0-9A-Fa-f]{4}", name):
+        tag = int(name.replace(",", ""), 16)
+    return tag
+
+
 class ConfigError(Exception):
     """The configuration is invalid; ``problems`` lists ``key: problem`` lines."""
 
@@ -103,6 +113,24 @@ class Deid(_Strict):
     secret_file: Path | None = None  # created with a random key on first start if missing
     date_shift_max_days: int = Field(3650, ge=1)  # with retain_longitudinal_modified_dates
     uid_root: str = Field("2.25", pattern=r"^[0-2](\.(0|[1-9][0-9]*))*$")
+    # public attributes to keep (at any depth) beyond the generated keep-list, by keyword or GGGG,EEEE;
+    # Table E.1-1's actions still apply to the attributes it names
+    keep_attributes: list[str] = []
+
+    @field_validator("keep_attributes")
+    @classmethod
+    def _public_attributes(cls, v: list[str]) -> list[str]:
+        for name in v:
+            tag = _attribute_tag(name)
+            if tag is None:
+                raise ValueError(f"unknown attribute {name!r} (use a DICOM keyword or GGGG,EEEE)")
+            if (tag >> 16) % 2:
+                raise ValueError(f"{name!r} is private: private blocks are kept only by retain_safe_private")
+        return v
+
+    @property
+    def keep_tags(self) -> list[int]:
+        return [t for t in map(_attribute_tag, self.keep_attributes) if t is not None]
 
     @model_validator(mode="after")
     def _one_date_option(self) -> "Deid":
@@ -265,8 +293,28 @@ class Scale(_Strict):
     sweep_interval_s: float = Field(10, gt=0)  # re-announce work whose trigger may have been lost
 
 
+class ConsoleTLS(_Strict):
+    """HTTPS for the console (PEM files)."""
+
+    cert_file: Path
+    key_file: Path
+
+
+class Console(_Strict):
+    """The administrator's web console and REST API (``scp_node/console``), started by ``digimask serve``."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"  # loopback by default: put a TLS proxy or [console.tls] in front of anything wider
+    port: int = Field(8104, ge=1, le=65535)
+    tls: ConsoleTLS | None = None
+    session_lifetime_s: float = Field(8 * 3600, gt=0)  # a signed-in session ends this long after login
+    login_max_failures: int = Field(5, ge=1)  # per user name and per address, within login_window_s
+    login_window_s: float = Field(300, gt=0)
+
+
 class Settings(_Strict):
     node: Node
+    console: Console = Console()
     storage: Storage = Storage()
     deid: Deid
     pixels: Pixels = Pixels()
@@ -297,7 +345,7 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
     deid = raw.get("deid", {})
     if "secret_file" in deid:
         deid["secret_file"] = str(base / deid["secret_file"])
-    for section in [raw.get("node", {})] + list(raw.get("destinations", [])):
+    for section in [raw.get("node", {}), raw.get("console", {})] + list(raw.get("destinations", [])):
         tls = section.get("tls") if isinstance(section, dict) else None
         if isinstance(tls, dict):
             for key in ("cert_file", "key_file", "ca_file"):

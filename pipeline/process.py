@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 from digimask.config.settings import Settings
-from digimask.pipeline.deid.deidentify import Deidentifier
-from digimask.pipeline.deid.pseudonym import Pseudonymizer
+from digimask.pipeline.deid.deidentify import Deidentifier, removed_note
+from digimask.pipeline.deid.pseudonym import Pseudonymizer, SubjectLookup
 from digimask.pipeline.dicom.decode import decode
 from digimask.pipeline.dicom.encode import encode
 from digimask.pipeline.dicom.read import read
@@ -37,10 +37,12 @@ class Processed:
 class Processor:
     """Holds the stages' state (masker, keys); one per worker thread (maskers may own a GL context)."""
 
-    def __init__(self, settings: Settings, masker: PixelMasker | None = None) -> None:
+    def __init__(self, settings: Settings, masker: PixelMasker | None = None, lookup: SubjectLookup | None = None) -> None:
+        """``lookup``: pre-assigned subject IDs, used before the keyed default (the node loads them)."""
         self.settings = settings
-        pseudo = Pseudonymizer(settings.deid.key(), settings.deid.uid_root)
-        self.deidentify = Deidentifier(settings.deid.options, pseudo, settings.deid.date_shift_max_days)
+        pseudo = Pseudonymizer(settings.deid.key(), settings.deid.uid_root, lookup)
+        self.deidentify = Deidentifier(settings.deid.options, pseudo, settings.deid.date_shift_max_days,
+                                       settings.deid.keep_tags)
         self.masker = masker or create_masker(settings.pixels.masker, settings.pixels.options)
         self.router = Router(settings.routes)
 
@@ -58,7 +60,7 @@ class Processor:
         except Exception as exc:  # a malformed header can fail anywhere in pydicom
             # only the type: the message of a header-parsing error may quote a value (PHI)
             raise Quarantined(f"malformed dataset ({type(exc).__name__})") from None
-        masker, notes = self.masker, {}
+        masker, notes = self.masker, {"removed": removed_note(deid.removed)} if deid.removed else {}
         try:
             masked, params = self._mask(masker, frames.rgb, deid.dataset)
         except MaskingFailed as exc:

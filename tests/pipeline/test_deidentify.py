@@ -116,3 +116,67 @@ def test_nested_sequences_icons_overlays_and_private_blocks(astronaut) -> None:
     assert kept.private_block(0x0033, "VENDOR SAFE 1.0")[0x01].value == "exposure 1/60"
     assert "operator note" not in all_values(kept)  # the undeclared modality block still goes
     assert len(kept.PrivateDataElementCharacteristicsSequence) == 1
+
+
+HOSTILE = {  # tags a fuzzer, a vendor or a newer edition put PHI in; none is on the keep-list
+    0x0008C830: ("LO", "name"), 0x00A00050: ("LO", "accession"), 0x0010B030: ("DA", "birth"),
+    0x00202410: ("SH", "id"), 0x00080042: ("CS", "accession"),  # (0008,0042) is retired
+}
+
+
+def planted(ds: Dataset) -> dict[int, str]:
+    """The PHI each hostile tag carries: the instance's own name, accession number, birth date, ID."""
+    phi = {"name": str(ds.PatientName), "accession": ds.AccessionNumber, "birth": ds.PatientBirthDate, "id": ds.PatientID}
+    return {tag: phi[kind] for tag, (_, kind) in HOSTILE.items()}
+
+
+def test_unknown_retired_and_undefined_attributes_are_removed(astronaut) -> None:
+    ds = f.op8("hostile", astronaut)
+    for tag, value in planted(ds).items():
+        ds.add_new(tag, HOSTILE[tag][0], value)
+    ds.AnatomicRegionSequence[0].add_new(0x00100030, "DA", ds.PatientBirthDate)  # Annex E names it: cleaned anyway
+    ds.AnatomicRegionSequence[0].add_new(0x00080070, "LO", ds.AccessionNumber)  # defined, but not in this sequence
+    unknown_seq = Dataset()
+    unknown_seq.add_new(0x00080100, "SH", ds.PatientID)  # a code value inside a sequence nobody defined
+    ds.add_new(0x0008C831, "SQ", Sequence([unknown_seq]))
+    for options in ([], list(DeidOption)[1:]):  # basic, and every retain option except full dates
+        done = Deidentifier(options, Pseudonymizer(b"key"))(ds)
+        text = all_values(done.dataset)
+        for tag, value in planted(ds).items():
+            assert tag not in done.dataset and value not in text, f"{tag:08X} kept"
+        assert 0x00080070 not in done.dataset.AnatomicRegionSequence[0]
+        assert 0x0008C831 not in done.dataset
+        assert set(HOSTILE) | {0x00080070, 0x0008C831} <= set(done.removed)
+        assert done.dataset.AnatomicRegionSequence[0].CodeValue == "81745001"  # defined there: kept
+        assert done.dataset.Manufacturer == ds.Manufacturer and done.dataset.Modality == "OP"  # keep-list
+
+
+def test_the_administrator_extends_the_keep_list(astronaut) -> None:
+    from digimask.config.settings import Deid
+    from digimask.pipeline.deid.deidentify import removed_note
+
+    ds = f.op8("extended", astronaut)
+    ds.add_new(0x00202410, "SH", "LEFT SIDE")
+    keep = Deid(secret="k", keep_attributes=["0020,2410"]).keep_tags
+    assert Deidentifier([], Pseudonymizer(b"key"), keep_attributes=keep)(ds).dataset[0x00202410].value == "LEFT SIDE"
+    done = Deidentifier([], Pseudonymizer(b"key"))(ds)
+    assert removed_note(done.removed) == "1: 00202410"
+    with pytest.raises(ValueError, match="private"):
+        Deid(secret="k", keep_attributes=["0029,1001"])
+    with pytest.raises(ValueError, match="unknown attribute"):
+        Deid(secret="k", keep_attributes=["NotAKeyword"])
+
+
+def test_missing_study_and_series_uids_are_generated_per_study(astronaut) -> None:
+    a, b = f.op8("no-uids", astronaut, 1), f.op8("no-uids", astronaut, 2)  # one patient, one study
+    other = f.op8("no-uids", astronaut, 3)
+    other.AccessionNumber, other.StudyID = "ACC999999", "S999"  # another study of the same patient
+    for ds in (a, b, other):
+        del ds.StudyInstanceUID, ds.SeriesInstanceUID
+    b.StudyDate, b.StudyTime = a.StudyDate, a.StudyTime
+    deid = Deidentifier([], Pseudonymizer(b"key"))
+    da, db, do = (deid(x).dataset for x in (a, b, other))
+    assert da.StudyInstanceUID == db.StudyInstanceUID != do.StudyInstanceUID
+    assert da.SeriesInstanceUID == db.SeriesInstanceUID != do.SeriesInstanceUID
+    assert da.StudyInstanceUID.startswith("2.25.") and da.StudyInstanceUID != Pseudonymizer(b"key").uid("")
+    assert Deidentifier([], Pseudonymizer(b"other"))(a).dataset.StudyInstanceUID != da.StudyInstanceUID
