@@ -275,6 +275,17 @@ class Route(_Strict):
     destinations: list[str] = Field(min_length=1)
 
 
+class Video(_Strict):
+    """Multi-frame and video instances (``pipeline/mask/video.py``)."""
+
+    hold_s: float = Field(0.5, ge=0)  # a frame whose face or eye is lost holds the last good mask this long
+    max_lost_fraction: float = Field(0.2, ge=0, le=1)  # more unmaskable frames than this: quarantine
+    keep_hz: float = Field(5.0, gt=0)  # eye movements up to this frequency pass the smoothing ...
+    min_gain: float = Field(0.9, gt=0, le=1)  # ... at this fraction of their amplitude at least
+    crf: int = Field(12, ge=0, le=51)  # x264 constant rate factor of the H.264 output (12: visually lossless)
+    max_frames: int = Field(36_000, gt=0)  # longer clips are quarantined (20 min at 30 fps)
+
+
 class Pipeline(_Strict):
     workers: int = Field(1, ge=1, le=64)
     poll_interval_s: float = Field(0.2, gt=0)
@@ -319,6 +330,7 @@ class Settings(_Strict):
     deid: Deid
     pixels: Pixels = Pixels()
     pipeline: Pipeline = Pipeline()
+    video: Video = Video()
     retry: Retry = Retry()
     scale: Scale = Scale()
     destinations: list[Destination] = []

@@ -8,6 +8,7 @@ a masker failure is quarantined, or blanked when ``pixels.on_failure = "blank"``
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,15 @@ import numpy as np
 from digimask.config.settings import Settings
 from digimask.pipeline.deid.deidentify import Deidentifier, removed_note
 from digimask.pipeline.deid.pseudonym import Pseudonymizer, SubjectLookup
-from digimask.pipeline.dicom.decode import decode
+from digimask.pipeline.dicom.decode import FrameStream, decode, is_clip, stream
 from digimask.pipeline.dicom.encode import encode
+from digimask.pipeline.dicom.private_block import FrameArray
+from digimask.pipeline.dicom.video import EncodedVideo, encode_h264
 from digimask.pipeline.dicom.read import read
 from digimask.pipeline.dicom.sop import SUPPORTED_SOP_CLASSES
 from digimask.pipeline.errors import MaskingFailed, Quarantined
 from digimask.pipeline.mask.maskers import BlankMasker, PixelMasker, create_masker
+from digimask.pipeline.mask.video import ClipMasker
 from digimask.pipeline.route import Router
 from pydicom.dataset import Dataset
 
@@ -45,6 +49,7 @@ class Processor:
                                        settings.deid.keep_tags)
         self.masker = masker or create_masker(settings.pixels.masker, settings.pixels.options)
         self.router = Router(settings.routes)
+        self.progress: Callable[[int, int], None] | None = None  # (frames done, of) while masking a clip
 
     def process(self, ds: Dataset, calling_ae: str = "", called_ae: str = "", *, route: bool = True) -> Processed:
         sop_class = str(ds.get("SOPClassUID", ""))
@@ -54,7 +59,8 @@ class Processor:
             raise Quarantined("missing SOP Instance UID")
         try:
             deid = self.deidentify(ds)
-            frames = decode(ds, self.settings.storage.max_pixels)
+            clip = is_clip(ds)
+            frames = self._frames(ds, clip)
         except Quarantined:
             raise
         except Exception as exc:  # a malformed header can fail anywhere in pydicom
@@ -62,21 +68,42 @@ class Processor:
             raise Quarantined(f"malformed dataset ({type(exc).__name__})") from None
         masker, notes = self.masker, {"removed": removed_note(deid.removed)} if deid.removed else {}
         try:
-            masked, params = self._mask(masker, frames.rgb, deid.dataset)
+            masked, params, per_frame = self._mask_clip(masker, frames, deid.dataset) if clip else (
+                *self._mask(masker, frames.rgb, deid.dataset), None)
         except MaskingFailed as exc:
             if self.settings.pixels.on_failure != "blank":
                 raise Quarantined(f"masking failed: {exc.reason}") from None
             masker, notes["mask_failure"] = BlankMasker(), exc.reason
-            masked, params = self._mask(masker, frames.rgb, deid.dataset)
+            frames = self._frames(ds, clip)  # a clip's stream is spent: decode it again
+            masked, params, per_frame = self._mask_clip(masker, frames, deid.dataset) if clip else (
+                *self._mask(masker, frames.rgb, deid.dataset), None)
         out = encode(
             deid, masked, monochrome=frames.monochrome, bits_stored=frames.bits_stored,
             masker_name=masker.name, cleans_recognizable_features=masker.cleans_recognizable_features,
-            params=params,
+            params=params, frame_params=per_frame,
         )
         destinations = self.router.destinations(ds, calling_ae, called_ae) if route else []
         if route and not destinations:
             raise Quarantined("no routing rule matched")
         return Processed(out, destinations, deid.pseudo_patient_id, notes)
+
+    def _frames(self, ds: Dataset, clip: bool):
+        if clip:
+            return stream(ds, self.settings.storage.max_pixels, self.settings.video.max_frames)
+        return decode(ds, self.settings.storage.max_pixels)
+
+    def _mask_clip(self, masker: PixelMasker, clip: FrameStream, ds: Dataset
+                   ) -> tuple[np.ndarray | EncodedVideo, dict | None, FrameArray | None]:
+        """Multi-frame and video: every frame masked in turn (``pipeline/mask/video.py``), each frame's
+        parameters kept; a video is re-encoded as it is masked."""
+        progress = (lambda done: self.progress(done, clip.count)) if self.progress else None
+        clip_masker = ClipMasker(masker, self.settings.video, clip.rate_hz, clip.count, progress)
+        frames = clip_masker.run(clip.frames, ds)
+        if clip.video:
+            masked = encode_h264(frames, clip.columns, clip.rows, clip.rate_hz, self.settings.video.crf)
+        else:
+            masked = np.stack(list(frames))
+        return masked, clip_masker.result.params, clip_masker.result.frames
 
     @staticmethod
     def _mask(masker: PixelMasker, frames: np.ndarray, ds: Dataset) -> tuple[np.ndarray, dict | None]:

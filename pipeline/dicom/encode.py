@@ -15,7 +15,10 @@ from digimask.pipeline.deid.profile import (
     CLEAN_VISUAL_FEATURES_CODE,
 )
 from digimask.pipeline.dicom import private_block
+from digimask.pipeline.dicom.private_block import FrameArray
+from digimask.pipeline.dicom.video import EncodedVideo
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
@@ -40,15 +43,17 @@ def _code(value: str, meaning: str, scheme: str = "DCM") -> Dataset:
 
 def encode(
     deid: Deidentified,
-    frames: np.ndarray,
+    frames: np.ndarray | EncodedVideo,
     *,
     monochrome: bool,
     bits_stored: int,
     masker_name: str,
     cleans_recognizable_features: bool,
     params: Mapping[str, Any] | None = None,
+    frame_params: FrameArray | None = None,
 ) -> Dataset:
-    """``frames``: (n, rows, columns, 3) uint8 RGB from the masker."""
+    """``frames``: (n, rows, columns, 3) uint8 RGB from the masker, or a masked clip's H.264 stream;
+    ``frame_params``: every frame's parameters (multi-frame and video)."""
     ds = deid.dataset
     sop_class = ds.SOPClassUID
     ds.SOPInstanceUID = deid.output_uid
@@ -61,7 +66,10 @@ def encode(
     source.PurposeOfReferenceCodeSequence = Sequence([_code("121322", "Source image for image processing operation")])
     ds.SourceImageSequence = Sequence([source])
     ds.DerivationDescription = f"Pixel data replaced by digimask masker '{masker_name}'"
-    _write_pixels(ds, frames, monochrome, bits_stored)
+    if isinstance(frames, EncodedVideo):
+        _write_video(ds, frames)
+    else:
+        _write_pixels(ds, frames, monochrome, bits_stored)
 
     codes = list(deid.codes)
     if cleans_recognizable_features:
@@ -71,12 +79,12 @@ def encode(
     ds.DeidentificationMethod = [f"digimask {digimask.__version__}", "PS3.15 E.1 Basic Profile", f"pixels: {masker_name}"]
     ds.DeidentificationMethodCodeSequence = Sequence([_code(v, m) for v, m in codes])
     if params is not None:
-        private_block.write(ds, str(params["schema"]), masker_name, params)
+        private_block.write(ds, str(params["schema"]), masker_name, params, frame_params)
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = frames.transfer_syntax if isinstance(frames, EncodedVideo) else ExplicitVRLittleEndian
     meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION
     ds.file_meta = meta
@@ -109,3 +117,18 @@ def _write_pixels(ds: Dataset, frames: np.ndarray, monochrome: bool, bits_stored
     ds.PixelRepresentation = 0
     ds.PixelData = np.ascontiguousarray(pixels).tobytes()
     ds["PixelData"].VR = "OW" if bits == 16 else "OB"
+
+
+def _write_video(ds: Dataset, clip: EncodedVideo) -> None:
+    """MPEG-4 AVC/H.264 pixel data (PS3.5 8.2.8): one fragment-split stream, empty Basic Offset Table, 4:2:0."""
+    for kw in _PALETTE:
+        ds.pop(kw, None)
+    ds.Rows, ds.Columns, ds.NumberOfFrames = clip.rows, clip.columns, clip.frames
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "YBR_PARTIAL_420", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.LossyImageCompression = "01"
+    ratio = clip.rows * clip.columns * 3 * clip.frames / max(1, len(clip.data))
+    ds.LossyImageCompressionRatio = f"{ratio:.4g}"[:16]
+    ds.LossyImageCompressionMethod = "ISO_14496_10"
+    ds.PixelData = encapsulate([clip.data], has_bot=False)
+    ds["PixelData"].VR = "OB"

@@ -6,6 +6,7 @@ from pydicom.uid import (
     OphthalmicPhotography8BitImageStorage,
     OphthalmicPhotography16BitImageStorage,
     SecondaryCaptureImageStorage,
+    VideoPhotographicImageStorage,
     VLPhotographicImageStorage,
 )
 
@@ -17,5 +18,6 @@ SUPPORTED_SOP_CLASSES: dict[str, str] = {
         VLPhotographicImageStorage,
         SecondaryCaptureImageStorage,
         MultiFrameTrueColorSecondaryCaptureImageStorage,
+        VideoPhotographicImageStorage,
     )
 }

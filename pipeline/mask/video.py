@@ -1,0 +1,359 @@
+"""Mask a stream of frames (a clip): per-frame fit, temporal smoothing, hold-last-good, quarantine rules.
+
+Each frame goes through the configured masker. For the digital mask, the avatar's per-frame numbers
+(head pose and each eye's 13 values, :data:`COLUMNS`) are then smoothed over time by a centred
+Savitzky-Golay filter whose window is the longest that still passes ``keep_hz`` (a nystagmus, a
+saccade's step, a blink's 100-300 ms closing) at ``min_gain`` of its amplitude: it removes the
+detector's frame-to-frame jitter, not the movements. The mask is re-rendered from the smoothed numbers,
+and those are what the DIGIMASK block stores (:class:`~digimask.pipeline.dicom.private_block.FrameArray`),
+so ``render`` re-creates every frame bit-exactly.
+
+A frame whose eyes are closed (the analysis refuses to measure it) is drawn from the nearest open frame
+with both lids shut (:data:`CLOSED`): blinks stay in the mask. A frame where the face or an eye is lost
+holds the last good parameters (:data:`HELD`) for at most ``hold_s``; a longer loss, or more than
+``max_lost_fraction`` of the clip, quarantines the instance. No output frame is ever an input frame:
+every frame is rendered from parameters.
+
+Memory stays flat: frames are consumed and produced one at a time, with only the filter's window of
+parameter vectors (and the frames waiting for a first good frame, as vectors) kept.
+"""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import numpy as np
+from digimask.config.settings import Video
+from digimask.pipeline.dicom.private_block import FrameArray
+from digimask.pipeline.errors import MaskingFailed, Quarantined
+from digimask.pipeline.eyes.landmarks import SIDES
+from digimask.pipeline.mask.maskers import MaskResult, PixelMasker
+from digimask.pipeline.mask.params import SCHEMA as PARAMS_SCHEMA
+from pydicom.dataset import Dataset
+from scipy.signal import savgol_coeffs
+
+FRAMES_SCHEMA = "digimask.frames/1"
+HEAD = ("yaw_deg", "pitch_deg", "roll_deg", "tx_mm", "ty_mm", "tz_mm")
+EYE = ("medial_x_mm", "medial_y_mm", "lateral_x_mm", "lateral_y_mm", "upper_lid_1_mm", "upper_lid_2_mm",
+       "upper_lid_3_mm", "lower_lid_1_mm", "lower_lid_2_mm", "lower_lid_3_mm", "gaze_yaw_deg",
+       "gaze_pitch_deg", "iris_radius_mm")  # params.Eye.as_vector order
+MEASURED, HELD, CLOSED = 0, 1, 2  # per-frame status codes of digimask.frames/1
+STATUS_NAMES = {MEASURED: "measured", HELD: "held", CLOSED: "closed"}
+# The analysis' quality gate for a frame in which every eye is shut (pipeline/eyes/quality.py).
+EYES_CLOSED_REASON = "eyes closed"
+MAX_WINDOW = 31
+
+
+def columns(sides: Iterable[str]) -> list[str]:
+    """The per-frame array's columns for the eyes ``sides`` (in :data:`SIDES` order)."""
+    return list(HEAD) + [f"{side}.{name}" for side in SIDES if side in set(sides) for name in EYE]
+
+
+def to_vector(params: Mapping[str, Any]) -> np.ndarray:
+    """The avatar parameters that vary from frame to frame, as float32 in :func:`columns` order."""
+    h = params["head"]
+    values = [h["yaw_deg"], h["pitch_deg"], h["roll_deg"], *h["translation_mm"]]
+    for side in SIDES:
+        if side in params["eyes"]:
+            e = params["eyes"][side]
+            values += [*e["medial_shift_mm"], *e["lateral_shift_mm"], *e["upper_lid_mm"], *e["lower_lid_mm"],
+                       e["gaze_yaw_deg"], e["gaze_pitch_deg"], e["iris_radius_mm"]]
+    return np.asarray(values, np.float32)
+
+
+def frame_params(base: Mapping[str, Any], vector: np.ndarray) -> dict[str, Any]:
+    """One frame's full parameters: ``base`` (the clip's constant part) with ``vector``'s values."""
+    v = [float(x) for x in np.asarray(vector, np.float32)]
+    eyes, k = {}, len(HEAD)
+    for side in SIDES:
+        if side in base["eyes"]:
+            e = v[k:k + len(EYE)]
+            eyes[side] = {"medial_shift_mm": e[0:2], "lateral_shift_mm": e[2:4], "upper_lid_mm": e[4:7],
+                          "lower_lid_mm": e[7:10], "gaze_yaw_deg": e[10], "gaze_pitch_deg": e[11],
+                          "iris_radius_mm": e[12]}
+            k += len(EYE)
+    return {**base, "head": {"yaw_deg": v[0], "pitch_deg": v[1], "roll_deg": v[2], "translation_mm": v[3:6]},
+            "eyes": eyes}
+
+
+def series_params(base: Mapping[str, Any], frames: FrameArray) -> Iterator[dict[str, Any]]:
+    """Every frame's parameters from a stored block (``render`` of a multi-frame instance)."""
+    if frames.schema != FRAMES_SCHEMA:
+        raise ValueError(f"unsupported per-frame schema {frames.schema!r}; expected {FRAMES_SCHEMA}")
+    if frames.values.shape[1] != len(columns(base["eyes"])):
+        raise ValueError(f"per-frame array has {frames.values.shape[1]} columns, the eyes need {len(columns(base['eyes']))}")
+    for vector in frames.values:
+        yield frame_params(base, vector)
+
+
+def _layout(params: Mapping[str, Any]) -> tuple:
+    """What must stay the same for the frames to share one array: everything but the varying numbers."""
+    return (params.get("schema"), params.get("template"), params.get("mode"), tuple(sorted(params["eyes"])),
+            tuple(sorted(params["camera"].items())), params.get("greyscale"), params.get("renderer"))
+
+
+@cache
+def _closure(side: str) -> np.ndarray:
+    """Sine coefficients (mm) of the template's opening height along the fissure, lower to upper margin:
+    upper-lid coefficients of ``lower - closure`` put the upper margin on the lower one (a shut eye)."""
+    from digimask.pipeline.mask.avatar import margin_template
+    from digimask.pipeline.mask.template import load
+
+    tpl = load()
+    eye = tpl.eyes[side]
+    t = np.linspace(0.02, 0.98, 49)
+    height = margin_template(eye, tpl, t, True)[:, 1] - margin_template(eye, tpl, t, False)[:, 1]
+    basis = np.sin(np.pi * np.arange(1, 4)[None] * t[:, None])
+    return np.linalg.lstsq(basis, height, rcond=None)[0]
+
+
+def closed(vector: np.ndarray, sides: Iterable[str]) -> np.ndarray:
+    """``vector`` with every eye's upper lid lowered onto its lower lid."""
+    out, k = np.array(vector, np.float32), len(HEAD)
+    for side in SIDES:
+        if side in set(sides):
+            out[k + 4:k + 7] = out[k + 7:k + 10] - _closure(side)
+            k += len(EYE)
+    return out
+
+
+@dataclass(frozen=True)
+class Smoother:
+    """The centred Savitzky-Golay filter for a frame rate: the longest window (lowest jitter) that still
+    passes ``keep_hz`` at ``min_gain`` of the amplitude."""
+
+    window: int
+    order: int
+    rate_hz: float
+
+    @classmethod
+    def for_rate(cls, rate_hz: float, keep_hz: float, min_gain: float) -> Smoother:
+        best = cls(1, 0, rate_hz)
+        for order in (2, 4):
+            for window in range(order + 1, MAX_WINDOW + 1, 2):  # odd windows longer than the order
+                smoother = cls(window, order, rate_hz)
+                if smoother.gain(keep_hz) >= min_gain and smoother.jitter_gain() < best.jitter_gain():
+                    best = smoother
+        return best
+
+    def coefficients(self, length: int | None = None, pos: int | None = None) -> np.ndarray:
+        """Weights over a window of ``length`` frames for the frame at ``pos`` (centre by default)."""
+        length = self.window if length is None else length
+        if length <= self.order:
+            return np.eye(length)[length // 2 if pos is None else pos]
+        return savgol_coeffs(length, self.order, pos=pos, use="dot")
+
+    def gain(self, hz: float) -> float:
+        """Amplitude gain of the centred filter for a sine of ``hz``."""
+        c = self.coefficients()
+        k = np.arange(len(c)) - len(c) // 2
+        return float(np.sum(c * np.cos(2 * np.pi * hz * k / self.rate_hz)))
+
+    def jitter_gain(self) -> float:
+        """Standard deviation of white frame-to-frame noise after the filter, per unit before."""
+        return float(np.sqrt(np.sum(self.coefficients() ** 2)))
+
+    def run(self, vectors: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Smoothed vectors, one per input, at most ``window // 2`` frames behind."""
+        h, buf, n = self.window // 2, deque(maxlen=self.window), 0
+        for v in vectors:
+            buf.append(np.asarray(v, np.float64))
+            n += 1
+            if n == self.window:  # the first frames: the first full window, off-centre
+                for pos in range(h + 1):
+                    yield self._apply(buf, pos)
+            elif n > self.window:
+                yield self._apply(buf, h)
+        if n < self.window:  # a clip shorter than the window: one window over all of it
+            for pos in range(n):
+                yield self._apply(buf, pos)
+        else:
+            for pos in range(h + 1, self.window):
+                yield self._apply(buf, pos)
+
+    def _apply(self, buf: deque, pos: int) -> np.ndarray:
+        c = self.coefficients(len(buf), pos)
+        return (c @ np.stack(buf)).astype(np.float32)
+
+
+@dataclass
+class ClipResult:
+    """Known when the stream is exhausted: what the encode stage writes to the DIGIMASK block."""
+
+    params: dict[str, Any] | None = None  # the first frame's full parameters (None: a masker without any)
+    frames: FrameArray | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def checked(masker: PixelMasker, frame: np.ndarray, ds: Dataset) -> MaskResult:
+    """One frame through the masker; a masker bug or an output that is the input fails closed."""
+    try:
+        result = masker.mask(frame, ds)
+    except MaskingFailed:
+        raise
+    except Exception as exc:  # any masker bug must fail closed, never pass pixels through
+        raise MaskingFailed(f"{type(exc).__name__} in masker {masker.name}") from None
+    pixels = np.asarray(result.pixels)
+    if pixels.shape != frame.shape or pixels.dtype != np.uint8:
+        raise MaskingFailed(f"masker {masker.name} returned {pixels.dtype}{pixels.shape}, expected uint8{frame.shape}")
+    if np.array_equal(pixels, frame) and frame.std() > 0:
+        raise MaskingFailed(f"masker {masker.name} returned the original pixels")
+    return result
+
+
+class ClipMasker:
+    """Masks one clip: iterate :meth:`run`; afterwards :attr:`result` holds the parameters for the block.
+
+    ``rate_hz``: frames per second; ``None`` when the frames are not a time series (a multi-frame instance
+    without timing): then each frame is masked on its own, unsmoothed, and any frame that cannot be masked
+    (closed eyes included) fails the instance, as a photo would.
+    ``total``: the clip's frame count when known (the lost-fraction rule then stops early).
+    ``progress``: called with the number of frames produced so far.
+    """
+
+    def __init__(self, masker: PixelMasker, options: Video, rate_hz: float | None, total: int | None = None,
+                 progress: Callable[[int], None] | None = None) -> None:
+        if rate_hz is not None and not rate_hz > 0:
+            raise Quarantined(f"invalid frame rate {rate_hz}")
+        self.masker, self.rate_hz, self.total = masker, rate_hz, total
+        self.time_series = rate_hz is not None
+        if self.time_series:
+            self.options = options
+            self.smoother = Smoother.for_rate(rate_hz, options.keep_hz, options.min_gain)
+        else:
+            self.options = options.model_copy(update={"hold_s": 0.0, "max_lost_fraction": 0.0})
+            self.smoother = Smoother(1, 0, 1.0)
+        self.hold_frames = int(self.options.hold_s * (rate_hz or 0) + 1e-9)
+        self.progress = progress
+        self.result = ClipResult()
+
+    def run(self, frames: Iterable[np.ndarray], ds: Dataset) -> Iterator[np.ndarray]:
+        frames = iter(frames)
+        first = next(frames, None)
+        if first is None:
+            raise Quarantined("no frames")
+        try:
+            result: MaskResult | None = checked(self.masker, first, ds)
+        except MaskingFailed:
+            result = None  # only a masker that reads the image refuses one: the avatar's
+        if result is not None and (result.params is None or result.params.get("schema") != PARAMS_SCHEMA):
+            source = self._stateless(result, frames, ds)  # a masker without avatar parameters (blank, ...)
+        else:
+            source = self._avatar(first, result, frames, ds)
+        for produced, pixels in enumerate(source, 1):
+            if self.progress:
+                self.progress(produced)
+            yield pixels
+
+    def _stateless(self, result: MaskResult, frames: Iterator[np.ndarray], ds: Dataset) -> Iterator[np.ndarray]:
+        yield result.pixels
+        n = 1
+        for frame in frames:
+            yield checked(self.masker, frame, ds).pixels
+            n += 1
+        self.result = ClipResult(dict(result.params) if result.params is not None else None, None, {"frames": n})
+
+    def _avatar(self, first: np.ndarray, result: MaskResult | None, frames: Iterator[np.ndarray],
+                ds: Dataset) -> Iterator[np.ndarray]:
+        from digimask.pipeline.mask.digital_mask import render_params
+
+        status: list[int] = []
+        values: list[np.ndarray] = []
+        resolver = _Resolver(self, ds)
+
+        def resolved() -> Iterator[np.ndarray]:
+            for vector, code in resolver.run(first, result, frames):
+                status.append(code)
+                yield vector
+
+        for vector in self.smoother.run(resolved()):
+            values.append(vector)
+            yield render_params(frame_params(resolver.constant, vector))
+        frame_array = FrameArray(FRAMES_SCHEMA, np.stack(values), np.asarray(status, np.uint8))
+        counts = {STATUS_NAMES[c]: int((frame_array.status == c).sum()) for c in STATUS_NAMES}
+        self.result = ClipResult(
+            {**frame_params(resolver.constant, values[0]), "measurements": resolver.measurements}, frame_array,
+            {"frames": len(values), **counts, "smoothing_window": self.smoother.window,
+             "smoothing_order": self.smoother.order})
+
+
+class _Resolver:
+    """Each frame's unsmoothed vector and status, in order; frames before the first open one wait (as
+    statuses only) and are resolved from it."""
+
+    def __init__(self, clip: ClipMasker, ds: Dataset) -> None:
+        self.clip, self.ds = clip, ds
+        self.constant: dict[str, Any] = {}  # the clip's constant parameters, from the first measured frame
+        self.measurements: Any = None
+        self.layout: tuple | None = None
+
+    def _measure(self, frame: np.ndarray, result: MaskResult | None) -> np.ndarray:
+        result = result or checked(self.clip.masker, frame, self.ds)
+        params = dict(result.params or {})
+        if "eyes" not in params or "camera" not in params:
+            raise MaskingFailed(f"masker {self.clip.masker.name} gave no avatar parameters for a frame")
+        if self.layout is None:
+            self.layout = _layout(params)
+            self.constant = {k: v for k, v in params.items() if k != "measurements"}
+            self.measurements = params.get("measurements")
+        elif _layout(params) != self.layout:
+            raise MaskingFailed("the masked eyes changed within the clip")
+        return to_vector(params)
+
+    def run(self, first: np.ndarray, result: MaskResult | None,
+            frames: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, int]]:
+        opts, hold = self.clip.options, self.clip.hold_frames
+        total = self.clip.total
+        last: np.ndarray | None = None
+        waiting: list[int] = []
+        lost = run = n = 0
+        reasons: dict[str, int] = {}
+        for i, frame in enumerate(_chain(first, frames)):
+            n = i + 1
+            vector = None
+            try:
+                vector, code = self._measure(frame, result if i == 0 else None), MEASURED
+            except MaskingFailed as exc:
+                if i == 0 and result is not None:
+                    raise  # the first frame's own parameters do not fit: not a lost frame
+                code = CLOSED if exc.reason == EYES_CLOSED_REASON and self.clip.time_series else HELD
+                if code == HELD:
+                    lost, run = lost + 1, run + 1
+                    reasons[exc.reason] = reasons.get(exc.reason, 0) + 1
+                    if run > hold:
+                        raise MaskingFailed(f"face or eye lost for more than {opts.hold_s:g} s (from frame "
+                                          f"{i - run + 2}): {_top(reasons)}") from None
+                    if total and lost > opts.max_lost_fraction * total:
+                        raise MaskingFailed(f"more than {opts.max_lost_fraction:.0%} of {total} frames "
+                                          f"unmaskable: {_top(reasons)}") from None
+            if vector is not None:
+                run, last = 0, vector
+                for waited in waiting:
+                    yield self._drawn(last, waited), waited
+                waiting = []
+                yield vector, code
+            elif last is None:
+                waiting.append(code)
+            else:
+                yield self._drawn(last, code), code
+        if last is None:
+            raise MaskingFailed(f"no frame could be masked ({_top(reasons) if reasons else EYES_CLOSED_REASON} "
+                              f"in all {n})")
+        if lost > opts.max_lost_fraction * n:
+            raise MaskingFailed(f"more than {opts.max_lost_fraction:.0%} of {n} frames unmaskable: {_top(reasons)}")
+
+    def _drawn(self, last: np.ndarray, code: int) -> np.ndarray:
+        return closed(last, self.layout[3]) if code == CLOSED else last
+
+
+def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    yield first
+    yield from rest
+
+
+def _top(reasons: Mapping[str, int]) -> str:
+    reason, count = max(reasons.items(), key=lambda kv: kv[1])
+    return f"{reason} ({count} frames)"
