@@ -5,6 +5,7 @@ Relative paths are resolved against the directory of the configuration file.
 """
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import socket
@@ -166,16 +167,13 @@ class PixelateOptions(_Strict):
 
 
 MultiFacePolicy = Literal["largest", "reject"]  # mask the largest face, or refuse a photo showing several
-Alignment = Literal["none", "vertical", "both"]  # where the mask turns the eyes only together (digital_mask.py)
 Renderer = Literal["moderngl", "pyrender"]
 
 
 class DigitalMaskOptions(_Strict):
-    refine: int = Field(5, ge=0)
     renderer: Renderer = "moderngl"
-    strict: bool = False
+    strict: bool = False  # also refuse a mask the analysis does not read within the acceptance limits
     multiple_faces: MultiFacePolicy = "largest"
-    keep_alignment: Alignment = "vertical"
 
 
 # Each masker's options as a schema: a configuration is checked without importing any masker (torch, GL).
@@ -287,7 +285,7 @@ class Video(_Strict):
 
 
 class Pipeline(_Strict):
-    workers: int = Field(1, ge=1, le=64)
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)  # one render context each
     poll_interval_s: float = Field(0.2, gt=0)
     lease_s: float = Field(300, gt=0)  # a claim older than this is taken over (crashed node)
 

@@ -1,12 +1,10 @@
-"""A contact sheet for humans: each original beside its digital mask, with the fidelity figures.
+"""A contact sheet for humans: each original beside its digital mask, with the drawn-geometry check.
 
     .venv/bin/python scripts/contact_sheet.py OUT.png [IMAGE_OR_DIR ...] [--eyes]
 
 Defaults to ../shared/data/faces. Rejected inputs get a grey tile with the reason. ``--eyes`` shows the
-band around both eyes, enlarged, and adds the direct fit (the mask without refinement rounds) between
-original and mask, so a reviewer can judge whether the refinement draws the gaze and lids more like the
-patient's or less (docs/digital_mask.md, "The refinement loop and the drawn eyes"). The sheet shows the originals, so it is a
-development artefact: never commit it.
+band around both eyes, enlarged, so a reviewer can judge whether the mask draws the lids and gaze as the
+patient's look. The sheet shows the originals, so it is a development artefact: never commit it.
 """
 from __future__ import annotations
 
@@ -16,7 +14,6 @@ from pathlib import Path
 import numpy as np
 from digimask.pipeline.errors import MaskingFailed
 from digimask.pipeline.mask.digital_mask import mask_image
-from digimask.pipeline.mask.render import render
 from PIL import Image, ImageDraw
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
@@ -44,7 +41,7 @@ def eye_band(eyes: dict) -> tuple[int, int, int, int]:
 
 def main(out: Path, sources: list[Path], eyes: bool) -> None:
     paths = sorted(p for s in sources for p in ([s] if s.is_file() else s.iterdir()) if p.suffix.lower() in SUFFIXES)
-    n = 3 if eyes else 2
+    n = 2
     rows = []
     for path in paths:
         image = np.asarray(Image.open(path).convert("RGB"))
@@ -52,10 +49,8 @@ def main(out: Path, sources: list[Path], eyes: bool) -> None:
         try:
             result = mask_image(image)
             box = eye_band(result.analysis.eyes) if eyes else None
-            found = result.fidelity.to_dict() if result.fidelity else "unmeasured"
-            masks = [tile(render(result.direct), box)] if eyes else []
-            masks.append(tile(result.pixels, box))
-            label = f"{result.params.mode}; fidelity {found}"
+            masks = [tile(result.pixels, box)]
+            label = f"{result.params.mode}; drawn vs measured {result.check.to_dict()}"
         except MaskingFailed as exc:
             masks, label = [Image.new("RGB", (TILE, TILE), (90, 90, 90))] * (n - 1), f"rejected: {exc.reason}"
         row = Image.new("RGB", (n * TILE, TILE + 18), (255, 255, 255))
@@ -64,7 +59,7 @@ def main(out: Path, sources: list[Path], eyes: bool) -> None:
         ImageDraw.Draw(row).text((4, TILE + 3), f"{path.name}: {label}"[:40 * n], fill=(0, 0, 0))
         rows.append(row)
         print(f"{path.name}: {label}")
-    cols = 3 if n == 2 else 2
+    cols = 3
     sheet = Image.new("RGB", (cols * n * TILE, -(-len(rows) // cols) * (TILE + 18)), (255, 255, 255))
     for i, row in enumerate(rows):
         sheet.paste(row, ((i % cols) * n * TILE, (i // cols) * (TILE + 18)))
@@ -76,6 +71,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("sources", nargs="*", type=Path)
-    parser.add_argument("--eyes", action="store_true", help="eye band only, with the unrefined mask beside")
+    parser.add_argument("--eyes", action="store_true", help="the band around the eyes only, enlarged")
     args = parser.parse_args()
     main(args.out, args.sources or [FACES], args.eyes)

@@ -10,7 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -36,10 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--preview", action="store_true", help="also write STEM.preview.png (original | mask)")
     p.add_argument("--config", type=Path, help="node configuration (TOML); required for DICOM inputs")
     p.add_argument("--renderer", choices=("moderngl", "pyrender"), default="moderngl")
-    p.add_argument("--refine", type=int, default=5, help="at most this many analysis-in-the-loop rounds (default 5)")
-    p.add_argument("--keep-alignment", choices=("vertical", "both", "none"), default="vertical",
-                   help="direction in which the refinement turns the eyes only together, so the mask draws no "
-                   "squint there that the patient's landmarks do not show (default vertical; both for strabismus work)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="processes masking in parallel, each with its own render context (default: the cores)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run_mask)
 
@@ -59,29 +62,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_mask(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from digimask.pipeline.mask.digital_mask import DigitalMask
-
     inputs = collect_inputs(args.paths, skip_names=(".params.json", ".preview.png"))
     if not inputs:
         log.error("no images or DICOM files found in %s", ", ".join(map(str, args.paths)))
         return 2
     args.output.mkdir(parents=True, exist_ok=True)
-    masker = DigitalMask(refine=args.refine, renderer=args.renderer, keep_alignment=args.keep_alignment)
-    processor = None
-    rejected: list[tuple[Path, str]] = []
-    for path in tqdm(inputs, desc="mask", unit="file", disable=args.no_progress or len(inputs) < 2, file=sys.stderr):
-        try:
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                _mask_image(path, args.output, masker, args.preview)
-            else:
-                processor = processor or _processor(args.config, masker)
-                _mask_dicom(path, args.output, processor)
-        except Quarantined as exc:
-            rejected.append((path, exc.reason))
+    job = _Job(args.output, args.preview, args.renderer, args.config)
+    workers = max(1, min(args.workers, len(inputs)))
+    with ExitStack() as stack:
+        if workers == 1:
+            results = map(job, inputs)
+        else:  # spawn: a forked child of a process holding a GL context hangs (Mesa)
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=get_context("spawn")))
+            results = pool.map(job, inputs)
+        outcomes = list(tqdm(results, total=len(inputs), desc="mask", unit="file",
+                             disable=args.no_progress or len(inputs) < 2, file=sys.stderr))
+    rejected = [(path, reason) for path, reason in zip(inputs, outcomes) if reason is not None]
     for path, reason in rejected:
         print(f"rejected: {path}: {reason}", file=sys.stderr)
     print(f"{len(inputs) - len(rejected)} masked, {len(rejected)} rejected -> {args.output}")
     return 1 if rejected else 0
+
+
+_state: dict[tuple, object] = {}  # per process: the masker (it owns a render context) and the DICOM processor
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Mask one input into ``out_dir``; returns the rejection reason, or None."""
+
+    out_dir: Path
+    preview: bool
+    renderer: str
+    config: Path | None
+
+    def __call__(self, path: Path) -> str | None:
+        from digimask.pipeline.mask.digital_mask import DigitalMask
+
+        if ("masker", self.renderer) not in _state:
+            _state["masker", self.renderer] = DigitalMask(renderer=self.renderer)
+        masker = _state["masker", self.renderer]
+        try:
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                _mask_image(path, self.out_dir, masker, self.preview)
+            else:
+                key = ("processor", self.renderer, self.config)
+                if key not in _state:
+                    _state[key] = _processor(self.config, masker)
+                _mask_dicom(path, self.out_dir, _state[key])
+        except Quarantined as exc:
+            return exc.reason
+        return None
 
 
 def _mask_image(path: Path, out_dir: Path, masker, preview: bool) -> None:

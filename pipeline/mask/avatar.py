@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from digimask.pipeline.mask.template import EYEBALL_RADIUS_MM, EyeTemplate, Template
 
 N_EYE = 13

@@ -6,13 +6,15 @@ No identity shape is fitted: the template never changes. Two batched Levenberg-M
    out, they belong to step 2; mouth and jaw left out, they move with expression); close-up mode fits
    roll and translation to the canthi, head frontal.
 2. Eyes (13 each, all eyes of the batch together): canthus shifts, lid sine coefficients, gaze and iris
-   radius, so the projected canthi, lid contours (sampled at fixed fractions between the canthi), limbus
-   centre and limbus radius land on the patient's. Lid residuals are point-to-curve: a projected model
-   lid point is compared with the patient's lid height at the same position along the patient's canthal
-   axis, so the contours may slide along each other. Close-ups keep the canthus shifts at zero (the
-   pose already places the canthi). Eye vectors stay inside anatomical bounds (``EYE_LOWER/UPPER``).
+   radius, so the projected canthi, limbus centre and radius, and both lids' heights over the limbus
+   centre (what MRD1 and MRD2 measure) land on the patient's measured geometry (heavily weighted: the
+   mask draws what was measured), and the lid contours (sampled at fixed fractions between the canthi)
+   follow the patient's shape. Contour residuals are point-to-curve: a projected model lid point is
+   compared with the patient's lid height at the same position along the patient's canthal axis, so the
+   contours may slide along each other. Eye vectors stay inside anatomical bounds (``EYE_LOWER/UPPER``):
+   a patient outside them is not drawn exactly, which the mask's geometric check then refuses.
 
-Runs on CUDA when available, else CPU, in float64.
+Runs on the CPU in float64 (one device for every worker, so one derived UID always gets the same pixels).
 """
 from __future__ import annotations
 
@@ -21,8 +23,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from torch.func import vmap
+
 from digimask.pipeline.eyes.analyse import Analysis
 from digimask.pipeline.eyes.landmarks import FACEMESH_EYES, EyeLandmarks
+from digimask.pipeline.eyes.measure import eye_axes, lid_height
 from digimask.pipeline.mask import avatar
 from digimask.pipeline.mask.params import (
     AvatarParams,
@@ -32,7 +37,6 @@ from digimask.pipeline.mask.params import (
     clean_measurements,
 )
 from digimask.pipeline.mask.template import IRIS_RADIUS_MM, load
-from torch.func import vmap
 
 LID_SAMPLES = np.linspace(0.1, 0.9, 9)  # fractions between the canthi where the model's lids are sampled
 LID_GRID = np.linspace(0.0, 1.0, 17)  # fractions where the patient's lid heights are tabulated
@@ -42,16 +46,19 @@ _POSE_WEIGHT = np.ones(468)
 _POSE_WEIGHT[[i for i in _EYE_CONTOURS if i < 468]] = 0.0
 _JAW_BELOW_MM = -25.0  # canonical y: mouth and jaw move with expression (an open mouth tilts the fit)
 # Residual weights (pixels are the unit) and priors (per mm / degree), chosen so landmarks dominate.
-_W_CANTHUS, _W_LID, _W_IRIS, _W_RADIUS = 2.0, 1.0, 3.0, 3.0
+# The measured geometry (canthi, limbus, lid heights over the limbus centre) weighs 10x the contour shape.
+_W_CANTHUS, _W_LID, _W_IRIS, _W_RADIUS, _W_MRD = 10.0, 1.0, 10.0, 10.0, 10.0
+MRD_SAMPLES = np.linspace(0.0, 1.0, 33)  # model lid samples through which the height over the limbus is read
 _PRIOR = np.array([0.05] * 4 + [0.02] * 6 + [0.002, 0.002, 0.01])
 STEP_TOL = 1e-5  # mm / degrees: a Levenberg-Marquardt step shorter than this ends the fit
+EYE_ITERATIONS = 30
 # Anatomical bounds of the eye vector (mm, degrees): a fit never leaves them.
 EYE_LOWER = np.array([-6.0] * 4 + [-8.0, -3.0, -3.0, -6.0, -3.0, -3.0, -40.0, -35.0, 4.0])
 EYE_UPPER = np.array([6.0] * 4 + [8.0, 3.0, 3.0, 6.0, 3.0, 3.0, 40.0, 35.0, 7.5])
 
 
 def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device("cpu")
 
 
 @dataclass(frozen=True)
@@ -65,37 +72,28 @@ class _EyeProblem:
     base_lower: np.ndarray
     target: np.ndarray  # (4, 2): medial, lateral, iris centre, (radius, 0), image px
     lids: np.ndarray  # (2, len(LID_GRID)) upper, lower lid height over the canthal axis / canthal distance
+    axes: np.ndarray  # (2, 2): the analysis' eye axes u (patient's left), v (up), image px
+    mrd: np.ndarray  # (2,): upper lid height over the limbus centre, lower lid depth under it, px
+    dense_upper: np.ndarray  # (len(MRD_SAMPLES), 3) template margins where the MRD heights are read
+    dense_lower: np.ndarray
 
 
-def fit(analysis: Analysis, head_turn: Sequence[float] | None = None, head: np.ndarray | None = None,
-        eyes_from: AvatarParams | None = None) -> AvatarParams:
-    """Avatar parameters for one analysed image; ``head_turn`` (yaw, pitch, roll degrees) is added to the
-    fitted head angles before the eyes are fitted (the mask's own pose correction). ``head``: a head
-    vector already fitted to this analysis (:func:`fit_head`); ``eyes_from``: earlier parameters of the
-    same face whose eye vectors start the eye fit (the mask loop's best round: a few iterations then
-    suffice)."""
-    return fit_batch([analysis], None if head_turn is None else [head_turn], None if head is None else [head],
-                     None if eyes_from is None else [eyes_from])[0]
+def fit(analysis: Analysis, eyes_from: AvatarParams | None = None) -> AvatarParams:
+    """Avatar parameters for one analysed image; ``eyes_from``: parameters of the same face (e.g. the
+    previous video frame) whose eye vectors start the eye fit."""
+    return fit_batch([analysis], None if eyes_from is None else [eyes_from])[0]
 
 
-def fit_head(analysis: Analysis) -> np.ndarray:
-    """The head vector (yaw, pitch, roll degrees; translation mm) that :func:`fit` would fit."""
-    return _fit_heads([analysis], [_camera(analysis)], device())[0]
-
-
-def fit_batch(analyses: Sequence[Analysis], head_turns: Sequence[Sequence[float]] | None = None,
-              heads: Sequence[np.ndarray] | None = None,
-              eyes_from: Sequence[AvatarParams | None] | None = None) -> list[AvatarParams]:
+def fit_batch(analyses: Sequence[Analysis], eyes_from: Sequence[AvatarParams | None] | None = None) -> list[AvatarParams]:
     """Avatar parameters for several analysed images, solved together (arguments as for :func:`fit`)."""
     dev = device()
     cameras = [_camera(a) for a in analyses]
-    heads = [np.array(h, dtype=float) for h in heads] if heads is not None else _fit_heads(analyses, cameras, dev)
-    for head, turn in zip(heads, head_turns or []):
-        head[:3] += np.asarray(turn, dtype=float)
+    heads = _fit_heads(analyses, cameras, dev)
     problems, owners = [], []
     for i, a in enumerate(analyses):
+        axes = np.stack(eye_axes(a.eyes))
         for side, eye in a.eyes.items():
-            problem = _eye_problem(side, eye, a.mode == "closeup")
+            problem = _eye_problem(side, eye, axes)
             start = eyes_from[i].eyes.get(side) if eyes_from is not None and eyes_from[i] is not None else None
             if start is not None:
                 problem = replace(problem, p0=np.array(start.as_vector(), dtype=float))
@@ -104,7 +102,8 @@ def fit_batch(analyses: Sequence[Analysis], head_turns: Sequence[Sequence[float]
     eyes = _fit_eyes(problems, [heads[i] for i, _ in owners], [cameras[i] for i, _ in owners], dev)
     out = []
     for i, a in enumerate(analyses):
-        fitted = {side: Eye.from_vector(eyes[k].tolist()) for k, (j, side) in enumerate(owners) if j == i}
+        fitted = {side: replace(Eye.from_vector(eyes[k].tolist()), reflex=_reflex(a.eyes[side]))
+                  for k, (j, side) in enumerate(owners) if j == i}
         h = [round(float(x), 4) for x in heads[i]]
         out.append(AvatarParams(
             template=load().id, mode=a.mode, camera=cameras[i],
@@ -112,6 +111,15 @@ def fit_batch(analyses: Sequence[Analysis], head_turns: Sequence[Sequence[float]
             measurements=clean_measurements(a.measurements.to_dict()),
         ))
     return out
+
+
+def _reflex(eye: EyeLandmarks) -> tuple[float, float] | None:
+    """The measured corneal reflex relative to the limbus centre, in iris radii (image axes)."""
+    reflex = getattr(eye, "reflex", None)
+    if reflex is None or not eye.iris_radius > 0:
+        return None
+    rel = (np.asarray(reflex, float) - eye.iris_center) / eye.iris_radius
+    return (round(float(rel[0]), 4), round(float(rel[1]), 4))
 
 
 def _camera(a: Analysis) -> Camera:
@@ -240,21 +248,23 @@ def _lid_heights(lid: np.ndarray, medial: np.ndarray, lateral: np.ndarray) -> np
     return np.interp(LID_GRID, np.maximum.accumulate(t[order]), h[order])
 
 
-def _eye_problem(side: str, eye: EyeLandmarks, closeup: bool) -> _EyeProblem:
+def _eye_problem(side: str, eye: EyeLandmarks, axes: np.ndarray) -> _EyeProblem:
     tpl = load()
     et = tpl.eyes[side]
     med, lat = np.asarray(eye.medial_canthus, float), np.asarray(eye.lateral_canthus, float)
     target = np.vstack([med, lat, eye.iris_center, [eye.iris_radius, 0.0]]).astype(float)
     lids = np.stack([_lid_heights(np.asarray(lid, float), med, lat) for lid in (eye.upper_lid, eye.lower_lid)])
-    free = np.ones(13)
-    if closeup:
-        free[:4] = 0.0
+    u, v = axes
+    mrd = np.array([lid_height(np.asarray(eye.upper_lid, float), eye.iris_center, u, v),
+                    -lid_height(np.asarray(eye.lower_lid, float), eye.iris_center, u, v)])
     p0 = np.array(Eye().as_vector(), dtype=float)
     p0[12] = IRIS_RADIUS_MM
     return _EyeProblem(
-        p0=p0, free=free, sign=et.sign, center=et.eyeball_center, corners=np.stack([et.medial, et.lateral]),
+        p0=p0, free=np.ones(13), sign=et.sign, center=et.eyeball_center, corners=np.stack([et.medial, et.lateral]),
         base_upper=avatar.margin_template(et, tpl, LID_SAMPLES, True),
         base_lower=avatar.margin_template(et, tpl, LID_SAMPLES, False), target=target, lids=lids,
+        axes=axes, mrd=np.nan_to_num(mrd), dense_upper=avatar.margin_template(et, tpl, MRD_SAMPLES, True),
+        dense_lower=avatar.margin_template(et, tpl, MRD_SAMPLES, False),
     )
 
 
@@ -271,25 +281,43 @@ def _curve_residual(points: torch.Tensor, medial: torch.Tensor, lateral: torch.T
     return (h - hat @ heights) * length2.sqrt()
 
 
-def _eye_residual(p, head, cam, sign, center, corners, base_upper, base_lower, target, lids):
+def height_over(points: torch.Tensor, centre: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Signed height (px, + up along v) of the polyline ``points`` on the line through ``centre`` along v:
+    :func:`~digimask.pipeline.eyes.measure.lid_height` in torch (batchable, no data-dependent branches)."""
+    a, b = (points - centre) @ u, (points - centre) @ v
+    span = a[1:] - a[:-1]
+    t = -a[:-1] / torch.where(span == 0, torch.ones_like(span), span)
+    inside = ((t >= 0) & (t <= 1)).to(points.dtype)
+    value = b[:-1] + t.clamp(0, 1) * (b[1:] - b[:-1])
+    return (value * inside).sum() / inside.sum().clamp(min=1)
+
+
+def _eye_residual(p, head, cam, sign, center, corners, base_upper, base_lower, target, lids, axes, mrd,
+                  dense_upper, dense_lower):
     t = torch.as_tensor(LID_SAMPLES, dtype=p.dtype, device=p.device)
+    dense = torch.as_tensor(MRD_SAMPLES, dtype=p.dtype, device=p.device)
     ends = torch.tensor([0.0, 1.0], dtype=p.dtype, device=p.device)
-    k = len(LID_SAMPLES)
+    k, n = len(LID_SAMPLES), len(MRD_SAMPLES)
     pts = torch.cat([
         avatar.lid_points(p, ends, corners, sign, center, True),
         avatar.lid_points(p, t, base_upper, sign, center, True),
         avatar.lid_points(p, t, base_lower, sign, center, False),
         avatar.limbus(p, center, sign),
+        avatar.lid_points(p, dense, dense_upper, sign, center, True),
+        avatar.lid_points(p, dense, dense_lower, sign, center, False),
     ])
     proj = avatar.project(avatar.to_camera(pts, head), cam)
-    iris, rim = proj[2 + 2 * k], proj[3 + 2 * k:]
+    iris, rim = proj[2 + 2 * k], proj[3 + 2 * k:7 + 2 * k]
     radius = (rim - iris).norm(dim=-1).mean()
+    upper, lower = proj[7 + 2 * k:7 + 2 * k + n], proj[7 + 2 * k + n:]
+    drawn_mrd = torch.stack([height_over(upper, iris, axes[0], axes[1]), -height_over(lower, iris, axes[0], axes[1])])
     return torch.cat([
         _W_CANTHUS * (proj[:2] - target[:2]).reshape(-1),
         _W_LID * _curve_residual(proj[2:2 + k], target[0], target[1], lids[0]),
         _W_LID * _curve_residual(proj[2 + k:2 + 2 * k], target[0], target[1], lids[1]),
         _W_IRIS * (iris - target[2]),
         _W_RADIUS * (radius - target[3, 0])[None],
+        _W_MRD * (drawn_mrd - mrd),
         torch.as_tensor(_PRIOR, dtype=p.dtype, device=p.device) * (p - _prior_mean(p)),
     ])
 
@@ -308,8 +336,9 @@ def _fit_eyes(problems: list[_EyeProblem], heads: list[np.ndarray], cams: list[C
     data = (
         t(heads), _cam_tensor(cams, dev), t([np.float64(q.sign) for q in problems]), t([q.center for q in problems]),
         t([q.corners for q in problems]), t([q.base_upper for q in problems]), t([q.base_lower for q in problems]),
-        t([q.target for q in problems]), t([q.lids for q in problems]),
+        t([q.target for q in problems]), t([q.lids for q in problems]), t([q.axes for q in problems]),
+        t([q.mrd for q in problems]), t([q.dense_upper for q in problems]), t([q.dense_lower for q in problems]),
     )
-    p = levenberg_marquardt(_eye_residual, t([q.p0 for q in problems]), data, t([q.free for q in problems]), 15,
-                            bounds=(EYE_LOWER, EYE_UPPER))
+    p = levenberg_marquardt(_eye_residual, t([q.p0 for q in problems]), data, t([q.free for q in problems]),
+                            EYE_ITERATIONS, bounds=(EYE_LOWER, EYE_UPPER))
     return list(p.cpu().numpy())

@@ -17,9 +17,10 @@ from importlib import import_module
 from typing import Any, Protocol
 
 import numpy as np
-from digimask.pipeline.errors import MaskingFailed
 from PIL import Image, ImageFilter
 from pydicom.dataset import Dataset
+
+from digimask.pipeline.errors import MaskingFailed
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The digital mask's parameters: everything needed to re-render a mask, and nothing that rebuilds a face.
 
-Schema ``digimask.params/1`` (JSON, stored in the DIGIMASK private block):
+Schema ``digimask.params/2`` (JSON, stored in the DIGIMASK private block; ``/1`` blocks, without reflexes,
+still render):
 
 - ``template``: template id and version; every avatar uses this same neutral head.
 - ``mode``: ``face`` (full-face photo) or ``closeup`` (external-eye close-up).
@@ -9,7 +10,8 @@ Schema ``digimask.params/1`` (JSON, stored in the DIGIMASK private block):
   the viewer).
 - ``eyes``: per eye, in millimetres on the template's eye frame (x lateral, y up): canthus shifts, the
   upper and lower lid contour as 3 sine coefficients each (the lid's height profile between the canthi),
-  eyeball rotation (gaze, degrees) and iris radius.
+  eyeball rotation (gaze, degrees), iris radius, and the corneal light reflex where the patient's was
+  measured (its offset from the limbus centre in iris radii, image axes x right / y down; absent: none).
 - ``measurements``: the analysis stage's clinical figures in mm and degrees (pixel-valued fields dropped).
 - ``greyscale``: render the luminance only (the input was greyscale).
 - ``renderer``: the backend that drew it, so a re-render is bit-identical.
@@ -24,7 +26,8 @@ from typing import Any
 
 from digimask.pipeline.eyes.landmarks import SIDES
 
-SCHEMA = "digimask.params/1"
+SCHEMA = "digimask.params/2"
+READABLE_SCHEMAS = ("digimask.params/1", SCHEMA)
 LID_COEFFICIENTS = 3
 
 
@@ -54,9 +57,10 @@ class Eye:
     gaze_yaw_deg: float = 0.0  # > 0 toward the patient's left
     gaze_pitch_deg: float = 0.0  # > 0 up
     iris_radius_mm: float = 5.85
+    reflex: tuple[float, float] | None = None  # not fitted: drawn where the patient's was measured
 
     def as_vector(self) -> list[float]:
-        """The 13 numbers in the fitter's order."""
+        """The 13 fitted numbers in the fitter's order (the reflex is not fitted)."""
         return [*self.medial_shift_mm, *self.lateral_shift_mm, *self.upper_lid_mm, *self.lower_lid_mm,
                 self.gaze_yaw_deg, self.gaze_pitch_deg, self.iris_radius_mm]
 
@@ -87,8 +91,8 @@ class AvatarParams:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AvatarParams:
-        if d.get("schema") != SCHEMA:
-            raise ValueError(f"unsupported parameter schema {d.get('schema')!r}; expected {SCHEMA}")
+        if d.get("schema") not in READABLE_SCHEMAS:
+            raise ValueError(f"unsupported parameter schema {d.get('schema')!r}; expected one of {READABLE_SCHEMAS}")
         eyes = {}
         for side, e in d["eyes"].items():
             if side not in SIDES:

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+
 from digimask.pipeline.errors import MaskingFailed
 from digimask.pipeline.eyes.landmarks import SIDES
 from digimask.pipeline.imaging import luminance
@@ -29,6 +30,10 @@ from digimask.pipeline.mask.template import (
 )
 
 LIGHT_DIRECTION = (0.25, 0.35, 1.0)  # camera frame, toward the light
+REFLEX_RADIUS_MM = 0.35  # the drawn corneal light reflex: a small disc on the cornea...
+REFLEX_MIN_RADIUS_PX = 1.5  # ...never under this in the image, so a small face still shows it
+REFLEX_LIFT_MM = 0.05  # in front of the eyeball surface, so the eyeball never hides it
+_WHITE = np.full((4, 4, 3), 255, np.uint8)
 AMBIENT, DIFFUSE = 0.45, 0.6
 BACKENDS = {"moderngl": "digimask.pipeline.mask.render_moderngl:ModernGLRenderer",
             "pyrender": "digimask.pipeline.mask.render_pyrender:PyrenderRenderer"}
@@ -86,9 +91,38 @@ def build_scene(params: AvatarParams) -> Scene:
             meshes.append(Mesh(ball.astype(np.float32), (d @ head_rot.T).numpy().astype(np.float32), uv, faces, "eye"))
             sock = avatar.to_camera(center + torch.as_tensor(sock_v, dtype=torch.float64), head).numpy()
             meshes.append(Mesh(*_with_normals(sock, sock_f), sock_uv, sock_f, "eye"))
+            reflex = params.eyes[side].reflex if side in params.eyes else None
+            if reflex is not None:
+                ball_centre = avatar.to_camera(center[None], head)[0].numpy()
+                limbus = avatar.project(avatar.to_camera(avatar.limbus(p, torch.as_tensor(eye.eyeball_center),
+                                                                       torch.tensor(eye.sign)), head),
+                                        torch.tensor([params.camera.focal_px, params.camera.cx, params.camera.cy]))
+                radius_px = float((limbus[1:] - limbus[0]).norm(dim=-1).mean())
+                meshes.append(_reflex_mesh(limbus[0].numpy() + np.asarray(reflex) * radius_px, ball_centre, params))
     c = params.camera
     return Scene(c.width, c.height, c.focal_px, c.cx, c.cy, tuple(meshes),
-                 {"skin": tpl.texture, "eye": tpl.eye_texture}, background(params))
+                 {"skin": tpl.texture, "eye": tpl.eye_texture, "reflex": _WHITE}, background(params))
+
+
+def _reflex_mesh(pixel: np.ndarray, ball_centre: np.ndarray, params: AvatarParams, segments: int = 16) -> Mesh:
+    """A white disc on the cornea where the camera ray through ``pixel`` meets the eyeball, facing the light."""
+    c = params.camera
+    ray = np.array([(pixel[0] - c.cx) / c.focal_px, -(pixel[1] - c.cy) / c.focal_px, -1.0])
+    b, r2 = ray @ ball_centre, EYEBALL_RADIUS_MM**2
+    disc = b * b - (ray @ ray) * (ball_centre @ ball_centre - r2)
+    hit = ray * (b - np.sqrt(max(disc, 0.0))) / (ray @ ray)  # the near intersection (the ray's closest point if none)
+    normal = (hit - ball_centre) / np.linalg.norm(hit - ball_centre)
+    a = np.cross(normal, [0.0, 1.0, 0.0] if abs(normal[1]) < 0.9 else [1.0, 0.0, 0.0])
+    a /= np.linalg.norm(a)
+    bvec = np.cross(normal, a)
+    phi = np.linspace(0, 2 * np.pi, segments, endpoint=False)
+    radius = max(REFLEX_RADIUS_MM, REFLEX_MIN_RADIUS_PX * -hit[2] / c.focal_px)
+    ring = hit + REFLEX_LIFT_MM * normal + radius * (np.cos(phi)[:, None] * a + np.sin(phi)[:, None] * bvec)
+    vertices = np.vstack([hit + REFLEX_LIFT_MM * normal, ring]).astype(np.float32)
+    light = np.asarray(LIGHT_DIRECTION) / np.linalg.norm(LIGHT_DIRECTION)
+    normals = np.tile(light, (len(vertices), 1)).astype(np.float32)  # brightest shading: a specular spot
+    faces = np.array([(0, 1 + j, 1 + (j + 1) % segments) for j in range(segments)], np.int32)
+    return Mesh(vertices, normals, np.full((len(vertices), 2), 0.5, np.float32), faces, "reflex")
 
 
 def background(params: AvatarParams) -> tuple[int, int, int]:

@@ -7,6 +7,7 @@ per thread.
 from __future__ import annotations
 
 import numpy as np
+
 from digimask.pipeline.mask.render import AMBIENT, DIFFUSE, LIGHT_DIRECTION, Scene
 
 _VERTEX = """

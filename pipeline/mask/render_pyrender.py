@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+
 from digimask.pipeline.mask.render import AMBIENT, DIFFUSE, LIGHT_DIRECTION, Scene
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")

@@ -16,9 +16,10 @@ from importlib import resources
 
 import numpy as np
 import trimesh
+from PIL import Image, ImageDraw, ImageFilter
+
 from digimask.pipeline.eyes.landmarks import SIDES
 from digimask.pipeline.eyes.measure import HVID_MM
-from PIL import Image, ImageDraw, ImageFilter
 
 TEMPLATE_ID = "mediapipe-canonical-face"
 TEMPLATE_VERSION = 1

@@ -1,11 +1,15 @@
-"""The digital mask masker: privacy (a face recogniser no longer matches), fidelity (the analysis stage
-measures the same eyes on the mask), and re-rendering from the stored parameters alone."""
+"""The digital mask masker: privacy (a face recogniser no longer matches), exactness (the drawn geometry is
+the measured geometry), fidelity (the analysis stage measures the same eyes on the mask), the drawn corneal
+reflex, and re-rendering from the stored parameters alone."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
+from pydicom.dataset import Dataset
+
 from digimask.pipeline.dicom import private_block
 from digimask.pipeline.errors import MaskingFailed
 from digimask.pipeline.eyes.analyse import analyse
@@ -15,8 +19,16 @@ from digimask.pipeline.mask.digital_mask import (
     mask_image,
     render_params,
 )
+from digimask.pipeline.mask.drawn import (
+    TOLERANCE_DEG,
+    TOLERANCE_MM,
+    TOLERANCE_PD,
+    check_drawn,
+    drawn_eyes,
+)
+from digimask.pipeline.mask.fit import fit
 from digimask.pipeline.mask.maskers import create_masker
-from pydicom.dataset import Dataset
+from digimask.pipeline.mask.render import render
 
 SAME_PERSON = 0.6  # dlib ResNet embedding: same person below this distance
 
@@ -89,31 +101,109 @@ def test_analysis_measures_the_same_eyes_on_the_mask(masked, name):
 
 
 @pytest.mark.parametrize("name", ["astronaut", "grace_hopper"])
+def test_drawn_geometry_is_the_measured_geometry(masked, name):
+    """Every mask carries the check of its own drawn lids, limbus and gaze against the measurement."""
+    original, result = masked[name]
+    patient = analyse(original)
+    check = check_drawn(fit(patient), patient)
+    assert check.ok and check.worst_mm <= TOLERANCE_MM and check.worst_deg <= TOLERANCE_DEG, check.differences
+    assert check.worst_pd <= TOLERANCE_PD  # no squint drawn that was not measured
+    assert result.notes["drawn_check"] == check.to_dict()
+    assert set(check.differences) >= {f"{side}.{m}" for side in ("right", "left")
+                                      for m in ("mrd1_mm", "mrd2_mm", "fissure_width_mm", "iris_diameter_mm", "gaze_h_deg")}
+
+
+def test_a_mask_that_cannot_be_drawn_exactly_is_refused_with_the_numbers(astronaut):
+    """An iris far beyond the template's anatomical bounds cannot be drawn: the check names the difference."""
+    patient = analyse(astronaut)
+    eye = patient.eyes["left"]
+    impossible = replace(patient, eyes={**patient.eyes, "left": replace(eye, iris_radius=eye.iris_radius * 1.8)})
+    impossible = replace(impossible, measurements=replace(
+        patient.measurements, eyes={**patient.measurements.eyes, "left": replace(
+            patient.measurements.eyes["left"], iris_diameter_mm=patient.measurements.eyes["left"].iris_diameter_mm * 1.8)}))
+    check = check_drawn(fit(impossible), impossible)
+    assert not check.ok
+    assert "left.iris_diameter_mm" in check.reason() and "right." not in check.reason()
+
+
+def test_a_lowered_lid_is_drawn_lowered_by_the_measured_amount(astronaut):
+    """Known warp: the upper lid of one eye moved down over the globe. The mask of the warped photo differs
+    from the mask of the original by exactly the measured change (drawn from the measurement, 1:1), and the
+    other eye's drawing does not move."""
+    from digimask.evaluation.eye_warps import lid_moved
+
+    patient = analyse(astronaut)
+    eye = patient.eyes["right"]
+    warped = analyse(lid_moved(astronaut, eye, 0.25 * eye.iris_radius, "upper"))
+    drawn = {name: check_drawn(fit(a), a) for name, a in (("original", patient), ("warped", warped))}
+    assert all(c.ok for c in drawn.values())
+    from digimask.pipeline.mask.drawn import measure_drawn
+
+    before, after = measure_drawn(fit(patient), patient), measure_drawn(fit(warped), warped)
+    measured = warped.measurements.eyes["right"].mrd1_mm - patient.measurements.eyes["right"].mrd1_mm
+    drawn_change = after.eyes["right"].mrd1_mm - before.eyes["right"].mrd1_mm
+    assert measured < -0.1  # the analysis saw the ptosis
+    assert drawn_change == pytest.approx(measured, abs=2 * TOLERANCE_MM)
+    assert abs(after.eyes["left"].mrd1_mm - warped.measurements.eyes["left"].mrd1_mm) <= TOLERANCE_MM
+
+
+@pytest.mark.parametrize("backend", ["moderngl", "pyrender"])
+def test_the_corneal_reflex_is_drawn_where_it_was_measured(astronaut, backend):
+    """A reflex offset from the limbus centre (in iris radii) is drawn there on the avatar's cornea: the
+    bright spot's centroid lies within half a pixel of the drawn limbus centre plus that offset."""
+    params = fit(analyse(astronaut))
+    offsets = {"right": (0.2, -0.1), "left": (-0.15, 0.05)}
+    with_reflex = replace(params, eyes={s: replace(e, reflex=offsets[s]) for s, e in params.eyes.items()})
+    image, plain = render(with_reflex, backend), render(params, backend)
+    diff = np.abs(image.astype(int) - plain).sum(axis=2)
+    ys, xs = np.nonzero(diff > 30)
+    claimed = np.zeros(len(xs), bool)
+    for side, eye in drawn_eyes(params).items():
+        want = eye.iris_center + np.asarray(offsets[side]) * eye.iris_radius
+        near = np.hypot(xs + 0.5 - want[0], ys + 0.5 - want[1]) < eye.iris_radius
+        claimed |= near
+        w = diff[ys[near], xs[near]]
+        got = np.array([((xs[near] + 0.5) * w).sum(), ((ys[near] + 0.5) * w).sum()]) / w.sum()
+        assert np.linalg.norm(got - want) < 0.5, (side, got, want)
+        assert image[ys[near], xs[near]].max() == 255  # a light reflex, not a grey smudge
+    assert claimed.all()  # nothing else in the image changed
+
+
+@pytest.mark.parametrize("name", ["astronaut", "grace_hopper"])
 def test_rerender_from_private_block_equals_the_mask(masked, name):
     _, result = masked[name]
     ds = Dataset()
     private_block.write(ds, result.params["schema"], DigitalMask.name, result.params)
     schema, masker, params = private_block.read(ds)
-    assert (schema, masker) == ("digimask.params/1", "digital_mask")
+    assert (schema, masker) == ("digimask.params/2", "digital_mask")
     np.testing.assert_array_equal(render_params(params), result.pixels)
     json.dumps(result.notes)
 
 
+def test_a_version_1_block_still_renders(masked):
+    """Blocks written before reflexes existed (schema /1, no ``reflex`` key) re-render unchanged."""
+    _, result = masked["astronaut"]
+    old = json.loads(json.dumps(result.params))
+    old["schema"] = "digimask.params/1"
+    for eye in old["eyes"].values():
+        eye.pop("reflex")
+    np.testing.assert_array_equal(render_params(old), render_params(result.params))
+
+
 def test_monochrome_input_gives_monochrome_mask(grace_hopper):
     grey = np.asarray(grace_hopper.mean(axis=2), dtype=np.uint8)
-    out = DigitalMask(refine=0).mask(grey, Dataset())
+    out = DigitalMask().mask(grey, Dataset())
     assert out.pixels.shape == grey.shape and out.pixels.dtype == np.uint8
     assert np.abs(out.pixels.astype(int) - grey).mean() > 20
     np.testing.assert_array_equal(render_params(out.params)[..., 0], out.pixels)
 
 
 def test_strict_mode_refuses_an_unconfirmed_mask(grace_hopper):
-    strict = DigitalMask(refine=0, strict=True)
-    first = mask_image(grace_hopper, refine=0)
-    if first.fidelity is not None and first.fidelity.score() <= 1.0:
-        pytest.skip("the first round already meets the limits on this photo")
+    first = mask_image(grace_hopper)
+    if fidelity(first.analysis, analyse(first.pixels)).score() <= 1.0:
+        pytest.skip("the analysis already reads this mask within the limits")
     with pytest.raises(MaskingFailed, match="fidelity"):
-        strict.mask(grace_hopper, Dataset())
+        DigitalMask(strict=True).mask(grace_hopper, Dataset())
 
 
 def test_no_face_is_refused_never_passed_through():
@@ -128,81 +218,6 @@ def test_multiple_faces_policy(astronaut, grace_hopper) -> None:
     h = min(astronaut.shape[0], grace_hopper.shape[0])
     pair = np.ascontiguousarray(np.concatenate([astronaut[:h], grace_hopper[:h]], axis=1))
     with pytest.raises(MaskingFailed, match="faces found"):
-        DigitalMask(refine=0, multiple_faces="reject").mask(pair, Dataset())
-    masked = DigitalMask(refine=0, multiple_faces="largest").mask(pair, Dataset())
+        DigitalMask(multiple_faces="reject").mask(pair, Dataset())
+    masked = DigitalMask(multiple_faces="largest").mask(pair, Dataset())
     assert masked.pixels.shape == pair.shape and not np.array_equal(masked.pixels, pair)
-
-
-def test_refinement_learns_the_detectors_response_and_its_coupling():
-    """A detector that follows a rendered lid 40% of the way and drags the iris centre with it: one
-    observed round is enough for the next correction to aim where a fixed gain would not."""
-    from digimask.pipeline.mask.digital_mask import _Response
-
-    true = np.eye(4)
-    true[0, 0], true[3, 0] = 0.4, 0.2  # d(MRD1 read)/d(lid move); d(iris read along v)/d(lid move)
-    response = _Response()
-    dc = np.array([1.5, 0.0, 0.0, 0.0])
-    response.learn(dc, -true @ dc)  # the error (patient minus mask) shrinks by what the detector saw move
-    wanted = np.array([0.9, 0.0, 0.0, 0.0])
-    step = response.step(true @ wanted)
-    np.testing.assert_allclose(step, wanted, atol=1e-9)
-
-
-def test_refinement_ignores_noise_sized_and_implausible_observations():
-    from digimask.pipeline.mask.digital_mask import MIN_RESPONSE, MIN_STEP_PX, _Response
-
-    response = _Response()
-    start = response.jacobian.copy()
-    response.learn(np.array([0.5 * MIN_STEP_PX, 0, 0, 0]), np.array([-5.0, 0, 0, 0]))  # within the noise
-    response.learn(np.array([0, 2.0, 0, 0]), np.array([0, 2.0, 0, 0]))  # the mask moved the wrong way
-    response.learn(np.array([0, 0, 2.0, 0]), np.array([0, 0, -0.5 * MIN_RESPONSE * 2.0, 0]))  # barely followed
-    np.testing.assert_array_equal(response.jacobian, start)
-
-
-def test_notes_say_how_far_the_refinement_moved_the_drawn_eyes(masked, astronaut):
-    """The direct fit is what a mask without refinement draws; the notes measure the refined mask from it."""
-    _, result = masked["astronaut"]
-    change = result.notes["refinement_change"]
-    direct = mask_image(astronaut, refine=0)
-    assert direct.refinement_change() == {"gaze_deg": 0.0, "vergence_deg": 0.0, "lid_mm": 0.0}
-    final = result.params["eyes"]
-    moved = max(abs(final[side][k] - getattr(direct.params.eyes[side], k))
-                for side in ("right", "left") for k in ("gaze_yaw_deg", "gaze_pitch_deg"))
-    assert change["gaze_deg"] == pytest.approx(moved, abs=0.01)
-    assert 0.0 <= change["vergence_deg"] <= 2 * change["gaze_deg"] and change["lid_mm"] >= 0.0
-
-
-def test_keep_alignment_draws_no_new_difference_between_the_eyes(astronaut):
-    """The refinement turns the eyes only together in the kept direction: there the drawn difference
-    between them stays the direct fit's; in the other direction each eye is refined on its own."""
-    free = mask_image(astronaut, keep_alignment="none")
-    vertical = mask_image(astronaut)  # the default
-    both = mask_image(astronaut, keep_alignment="both")
-    np.testing.assert_allclose(both.vergence_change(), 0.0, atol=0.01)
-    assert vertical.vergence_change()[1] == pytest.approx(0.0, abs=0.01)
-    assert vertical.vergence_change()[0] > 1.0 and free.vergence_change()[0] > 1.0
-    assert free.vergence_change()[1] > 0.1
-    assert both.refinement_change()["gaze_deg"] > 0.5  # it still refines, both eyes together
-    with pytest.raises(ValueError, match="keep_alignment"):
-        DigitalMask(keep_alignment=True)
-
-
-def test_eyes_turned_together_share_one_step_that_cancels_both_eyes_errors():
-    """The joint step of two eyes that may only turn up and down together: where both eyes' errors come
-    from one shared vertical move plus their own lid and sideways moves, it finds exactly those moves;
-    where they disagree, both eyes still get one and the same vertical move."""
-    from digimask.pipeline.mask.digital_mask import _joint_steps, _Response
-
-    response = {side: _Response() for side in ("right", "left")}
-    response["right"].jacobian = np.array([[0.6, 0, 0, 0], [0, 0.7, 0, 0.1], [0, 0, 0.8, 0], [0.2, 0, 0, 0.4]])
-    response["left"].jacobian = np.array([[0.5, 0, 0, 0], [0, 0.6, 0, 0], [0, 0, 0.9, 0], [0, 0.1, 0, 0.3]])
-    true = {"right": np.array([1.0, -0.5, 2.0, 1.5]), "left": np.array([0.2, 0.4, -1.0, 1.5])}
-    errors = {side: response[side].jacobian @ step for side, step in true.items()}
-    steps = _joint_steps(response, errors, (3,))
-    for side in true:
-        np.testing.assert_allclose(steps[side], true[side], atol=1e-9)
-    errors["left"] = errors["left"] + np.array([0, 0, 0, 0.6])  # the left eye alone reads higher
-    steps = _joint_steps(response, errors, (3,))
-    assert steps["right"][3] == steps["left"][3]
-    steps = _joint_steps(response, errors, (2, 3))
-    np.testing.assert_array_equal(steps["right"][2:], steps["left"][2:])

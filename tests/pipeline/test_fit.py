@@ -6,10 +6,12 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from digimask.pipeline.eyes.analyse import Analysis, analyse
 from digimask.pipeline.eyes.landmarks import EyeLandmarks
 from digimask.pipeline.eyes.measure import HeadPose, measure
 from digimask.pipeline.mask import avatar, fit
+from digimask.pipeline.mask.drawn import drawn_eyes
 from digimask.pipeline.mask.params import AvatarParams, Camera, Eye, Head
 from digimask.pipeline.mask.template import load
 
@@ -61,14 +63,16 @@ def test_recovers_head_pose_lids_and_gaze_from_perfect_landmarks():
                                    true.medial_shift_mm + true.lateral_shift_mm, atol=0.25)
 
 
-def test_closeup_keeps_head_frontal_and_canthi_unshifted():
+def test_closeup_keeps_head_frontal_and_lands_on_the_canthi():
     eyes = {"left": Eye(upper_lid_mm=(2.0, 0, 0), gaze_yaw_deg=-10.0, iris_radius_mm=5.6)}
-    got = fit.fit(_synthetic(Head(0, 0, 8.0, (-30.0, -26.0, -120.0)), eyes, size=(640, 480), closeup=True))
+    analysis = _synthetic(Head(0, 0, 8.0, (-30.0, -26.0, -120.0)), eyes, size=(640, 480), closeup=True)
+    got = fit.fit(analysis)
     assert got.mode == "closeup" and got.head.yaw_deg == 0 and got.head.pitch_deg == 0
     assert abs(got.head.roll_deg - 8) < 0.3
-    e = got.eyes["left"]
-    assert e.medial_shift_mm == (0.0, 0.0) and e.lateral_shift_mm == (0.0, 0.0)
+    e, drawn, true = got.eyes["left"], drawn_eyes(got)["left"], analysis.eyes["left"]
     assert abs(e.gaze_yaw_deg + 10) < 0.5 and abs(e.upper_lid_mm[0] - 2.0) < 0.2
+    for part in ("medial_canthus", "lateral_canthus", "iris_center"):
+        assert np.linalg.norm(getattr(drawn, part) - getattr(true, part)) < 0.05, part
 
 
 def test_batch_equals_single_fits():
@@ -80,22 +84,22 @@ def test_batch_equals_single_fits():
             np.testing.assert_allclose(single.eyes[side].as_vector(), batched.eyes[side].as_vector(), atol=2e-3)
 
 
-def test_a_refit_from_a_given_head_and_earlier_eyes_lands_where_a_fresh_fit_does():
-    """The mask loop passes the head it fitted once and the best round's eyes; the result must not depend
-    on that shortcut, and starting at the solution must stop at once."""
+def test_a_fit_started_from_its_own_solution_stops_at_once():
+    """A warm start (``eyes_from``, e.g. the previous video frame) lands where a fresh fit does, and
+    starting at the solution takes no more than a few Levenberg-Marquardt iterations."""
     a = _synthetic(Head(6, -4, 2, (10, -5, -550)), TRUE_EYES)
-    fresh = fit.fit(a, (1.0, -2.0, 0.5))
+    fresh = fit.fit(a)
     calls = []
     real = fit._eye_residual
     fit._eye_residual = lambda *args: calls.append(1) or real(*args)
     try:
-        again = fit.fit(a, (1.0, -2.0, 0.5), fit.fit_head(a), fresh)
+        again = fit.fit(a, fresh)
     finally:
         fit._eye_residual = real
     assert again.head == fresh.head
     for side in fresh.eyes:
         np.testing.assert_allclose(again.eyes[side].as_vector(), fresh.eyes[side].as_vector(), atol=1e-3)
-    assert 1 <= len(calls) <= 7  # the first residual and at most 3 Levenberg-Marquardt iterations, not 15
+    assert 1 <= len(calls) <= 7  # the first residual and at most 3 iterations, not EYE_ITERATIONS
 
 
 def test_params_of_a_real_photo_hold_no_landmarks(astronaut):
@@ -115,7 +119,8 @@ def test_params_of_a_real_photo_hold_no_landmarks(astronaut):
     assert AvatarParams.from_dict(json.loads(json.dumps(d))) == p
     assert set(d) == {"schema", "template", "mode", "camera", "head", "eyes", "measurements", "greyscale",
                       "renderer"}
-    for eye in d["eyes"].values():  # 13 numbers per eye, nothing else
+    for eye in d["eyes"].values():  # 13 fitted numbers per eye and the reflex (none measured here), nothing else
+        assert eye.pop("reflex") is None
         assert len(np.concatenate([np.ravel(v) for v in eye.values()])) == 13
 
     def keys(x):
