@@ -12,6 +12,7 @@ from importlib import import_module
 
 # Each module defines ``register(subparsers)``, which adds its commands with ``func=`` set.
 COMMAND_MODULES = (
+    "digimask.commands.console",
     "digimask.commands.evaluate",
     "digimask.commands.mask",
     "digimask.commands.measure",

@@ -22,6 +22,7 @@ from pynetdicom import AE, evt
 from pynetdicom.transport import ThreadedAssociationServer
 
 if TYPE_CHECKING:
+    from digimask.scp_node.console.server import ConsoleServer
     from digimask.scp_node.tasks import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class DigimaskNode:
         self._dispatcher: Dispatcher | None = None
         self._local_stop = threading.Event()
         self.server: ThreadedAssociationServer | None = None
+        self._console: ConsoleServer | None = None
 
     def start(self) -> None:
         s = self.settings
@@ -127,6 +129,9 @@ class DigimaskNode:
             self._watchdog.start()
         self.server = self._start_scp()
         log.info("digimask listening on %s:%d as %s (node %s)", s.node.host, s.node.port, s.node.ae_title, s.node.node_id)
+        from digimask.scp_node.console.server import start_console  # the console: its own port, beside the SCP
+
+        self._console = start_console(s, self.store)
 
     def _start_pipeline(self) -> None:
         recovered = self.store.recover()  # the previous pipeline process (if any) is gone: take its claims back
@@ -173,6 +178,8 @@ class DigimaskNode:
         return server
 
     def stop(self) -> None:
+        if self._console is not None:
+            self._console.stop()
         if self.server is not None:
             self.server.shutdown()
         self._local_stop.set()

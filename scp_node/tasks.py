@@ -16,6 +16,7 @@ from celery import Celery
 from digimask.config.settings import Settings
 from digimask.pipeline.process import Processor
 from digimask.scp_node.forward import send_batch, settle
+from digimask.scp_node.subjects import LookupSync
 from digimask.scp_node.worker import process_one
 from digimask.storage.models import utcnow
 from digimask.storage.store import Store, open_store
@@ -44,10 +45,11 @@ def _store() -> Store:
     return _local.store
 
 
-def _processor() -> Processor:
+def _processor() -> tuple[Processor, LookupSync]:
     if not hasattr(_local, "processor"):
-        _local.processor = Processor(_settings["current"])
-    return _local.processor
+        _local.lookup = LookupSync(_store(), _settings["current"].deid.key())
+        _local.processor = Processor(_settings["current"], lookup=_local.lookup.lookup)
+    return _local.processor, _local.lookup
 
 
 @app.task(name="digimask.process_instance")
@@ -56,7 +58,8 @@ def process_instance(instance_id: int) -> str:
     item = store.claim_instance(settings.pipeline.lease_s, only_id=instance_id)
     if item is None:
         return "not waiting"  # done or claimed elsewhere: a duplicate trigger
-    outcome = process_one(store, _processor(), item)
+    processor, lookup = _processor()
+    outcome = process_one(store, processor, item, lookup)
     if outcome != "queued":
         return outcome
     for delivery_id, destination in store.delivery_ids(instance_id):

@@ -15,14 +15,19 @@ from digimask.config.settings import Settings
 from digimask.pipeline.dicom.read import read
 from digimask.pipeline.errors import Quarantined
 from digimask.pipeline.process import Processor
+from digimask.scp_node.subjects import LookupSync
 from digimask.storage.store import Claimed, Store
 
 log = logging.getLogger(__name__)
 
 
-def process_one(store: Store, processor: Processor, item: Claimed) -> Literal["queued", "quarantined", "lost"]:
+def process_one(store: Store, processor: Processor, item: Claimed,
+                lookup: LookupSync | None = None) -> Literal["queued", "quarantined", "lost"]:
     """Run one claimed instance through the pipeline and record the outcome ("lost": the claim ran out
-    and another worker took the instance over; its result is the one kept)."""
+    and another worker took the instance over; its result is the one kept). ``lookup``: the processor's
+    pre-assigned subjects, refreshed first; the patient and study pseudonymised are recorded in it."""
+    if lookup is not None:
+        lookup.refresh()  # outside the try: a database error here is retried, never quarantined
     try:
         ds = read(item.path)
         done = processor.process(ds, item.calling_ae, item.called_ae)
@@ -38,6 +43,11 @@ def process_one(store: Store, processor: Processor, item: Claimed) -> Literal["q
                            sop_class_uid=str(done.dataset.SOPClassUID), pseudo_patient_id=done.pseudo_patient_id,
                            detail=f"masker={processor.masker.name}" + (f"; {notes}" if notes else "")):
         return "lost"
+    if lookup is not None:
+        try:
+            lookup.seen(ds, done)
+        except Exception:  # the instance is queued; only the privacy officer's map misses this entry
+            log.exception("instance %s: could not record its pseudonyms in the map", item.id)
     log.info("instance %s (%s) queued for %s", item.id, str(done.dataset.SOPInstanceUID)[-12:], ", ".join(done.destinations))
     return "queued"
 
@@ -47,7 +57,8 @@ class ProcessWorker(threading.Thread):
                  make_processor: Callable[[], Processor] | None = None) -> None:
         super().__init__(name=name, daemon=True)
         self.store, self.settings, self.stop = store, settings, stop
-        self.make_processor = make_processor or (lambda: Processor(settings))
+        self.lookup = LookupSync(store, settings.deid.key()) if make_processor is None else None
+        self.make_processor = make_processor or (lambda: Processor(settings, lookup=self.lookup.lookup))  # type: ignore[union-attr]
 
     def run(self) -> None:
         processor = self.make_processor()  # created in this thread: GL contexts belong to it
@@ -61,6 +72,6 @@ class ProcessWorker(threading.Thread):
                 self.stop.wait(self.settings.pipeline.poll_interval_s)
                 continue
             try:
-                process_one(self.store, processor, item)
+                process_one(self.store, processor, item, self.lookup)
             except Exception:  # e.g. the database went away mid-way: the lease expires and it is redone
                 log.exception("could not record the result for instance %s; it will be retried", item.id)

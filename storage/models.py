@@ -93,3 +93,71 @@ class Event(Base):
     node_id: Mapped[str | None] = mapped_column(String(128))
 
     instance: Mapped[Instance] = relationship(back_populates="events")
+
+
+class Role(str, Enum):
+    """Console roles, each including the ones before it."""
+
+    VIEWER = "viewer"  # read, masked previews
+    OPERATOR = "operator"  # + retry, release, delete
+    PRIVACY = "privacy"  # + original previews, the pseudonym map (every such view audited)
+
+
+class ConsoleUser(Base):
+    """A local console account; the password only as an Argon2 hash."""
+
+    __tablename__ = "console_user"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str | None] = mapped_column(String(256))  # None: API tokens only
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ConsoleCredential(Base):
+    """A browser session or an API token of a console user, kept as the SHA-256 of the secret only."""
+
+    __tablename__ = "console_credential"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(8))  # "session" | "token"
+    user_id: Mapped[int] = mapped_column(ForeignKey("console_user.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # None: a token until revoked
+
+
+class ConsoleAudit(Base):
+    """What console users did and saw: logins (failed ones too), actions, views of originals and of the map."""
+
+    __tablename__ = "console_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    user: Mapped[str] = mapped_column(String(64), index=True)
+    address: Mapped[str | None] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    instance_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    detail: Mapped[str | None] = mapped_column(String(256))
+
+
+class PseudonymEntry(Base):
+    """One original identifier (a patient ID or a study UID) and its pseudonym.
+
+    The original is stored only encrypted (a key derived from the de-identification key) and indexed by a
+    keyed hash, so the table holds no PHI in the clear: the one place the map is kept for the privacy officer.
+    """
+
+    __tablename__ = "console_pseudonym"
+    __table_args__ = (UniqueConstraint("kind", "index_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(8))  # "patient" | "study"
+    index_hash: Mapped[str] = mapped_column(String(64))
+    original_enc: Mapped[str] = mapped_column(String(512))
+    pseudonym: Mapped[str] = mapped_column(String(64), index=True)
+    subject_name: Mapped[str | None] = mapped_column(String(64))  # from an imported lookup
+    source: Mapped[str] = mapped_column(String(8))  # "lookup" (pre-assigned) | "seen" (keyed default)
+    patient_pseudonym: Mapped[str | None] = mapped_column(String(64))  # for a study: its patient's
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

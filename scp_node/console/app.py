@@ -1,0 +1,51 @@
+"""The console's ASGI application: the API, the pages, the static files, ``/metrics`` and the schema."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from digimask.config.settings import Settings
+from digimask.scp_node.console import api, metrics, pages
+from digimask.scp_node.console.auth import LoginRequired, needs
+from digimask.scp_node.console.context import ConsoleContext
+from digimask.storage.accounts import Principal
+from digimask.storage.models import Role
+from digimask.storage.store import Store
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+HERE = Path(__file__).parent
+
+
+def create_app(settings: Settings, store: Store) -> FastAPI:
+    # the interactive docs pages load their scripts from a CDN: not offered (the schema is, signed in)
+    app = FastAPI(title="digimask console", version="1", openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.ctx = ConsoleContext(settings, store)
+    reg = metrics.registry(store)
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(who: Principal = Depends(needs(Role.VIEWER))) -> dict[str, Any]:
+        return app.openapi()
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus(who: Principal = Depends(needs(Role.VIEWER))) -> Response:
+        return Response(metrics.render(reg), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.exception_handler(LoginRequired)
+    def to_login(request: Request, exc: LoginRequired) -> RedirectResponse:
+        return RedirectResponse("/", status_code=303)
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response = await call_next(request)
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'none'"
+        return response
+
+    return app
