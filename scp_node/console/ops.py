@@ -41,7 +41,7 @@ def instance_json(i: Instance) -> dict[str, Any]:
         "pseudo_uid": i.pseudo_uid or None, "pseudo_patient_id": i.pseudo_patient_id, "sop_class_uid": i.sop_class_uid,
         "calling_ae": i.calling_ae, "called_ae": i.called_ae, "reason": i.reason,
         "received_at": i.received_at.isoformat() + "Z", "updated_at": i.updated_at.isoformat() + "Z",
-        "original_retained": bool(i.original_path), "masked_available": bool(i.output_path),
+        "original_retained": bool(i.original_path) and i.original_deleted_at is None, "masked_available": bool(i.output_path),
     }
 
 
@@ -117,7 +117,8 @@ def preview(c: ConsoleContext, who: Principal, iid: int, original: bool, addr: s
     found = c.store.instance(iid)
     if found is None:
         return None
-    rel = found[0].original_path if original else found[0].output_path
+    inst = found[0]
+    rel = (inst.original_path if inst.original_deleted_at is None else None) if original else inst.output_path
     if not rel or not (c.store.data_dir / rel).exists():
         return None
     try:

@@ -95,7 +95,10 @@ def instance(iid: int, request: Request, who: Viewer) -> HTMLResponse:
     found = ops.history(ctx(request), iid)
     if found is None:
         raise HTTPException(404, f"no instance {iid}")
-    return render(request, "instance.html", who, h=found, i=found["instance"], may_operate=who.may(Role.OPERATOR),
+    timeline = sorted([{**e, "what": e["state"], "who": e["detail"] or ""} for e in found["events"]]
+                      + [{**a, "what": f"console: {a['action']}", "who": a["user"] + (f": {a['detail']}" if a["detail"] else "")}
+                         for a in found["console"]], key=lambda e: e["at"])
+    return render(request, "instance.html", who, h=found, i=found["instance"], timeline=timeline, may_operate=who.may(Role.OPERATOR),
                   may_see_original=who.may(Role.PRIVACY), note=request.query_params.get("note", ""))
 
 

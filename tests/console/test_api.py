@@ -100,6 +100,8 @@ def test_roles_quarantine_release_delete_and_metrics(kind, small_face, start_con
                 "received", "quarantined", "released", "deidentified+masked", "queued", "forwarded", "done"]
             done = viewer.get("/api/v1/instances", params={"state": "done", "destination": "ORTHANC"}).json()
             assert [i["id"] for i in done] == [a] and done[0]["pseudo_patient_id"].startswith("DM-")
+            assert not done[0]["original_retained"]  # keep_originals_days = 0: gone once delivered ...
+            assert privacy.get(f"/api/v1/instances/{a}/original.png").status_code == 404  # ... so no preview
             assert viewer.get("/api/v1/instances", params={"destination": "NOWHERE"}).json() == []
             assert operator.post("/api/v1/deliveries/retry", json={"destination": "NOWHERE"}).status_code == 404
 

@@ -1,0 +1,102 @@
+"""The console in a real headless Chromium (Debian chromium + chromium-driver, driven by selenium): sign in,
+watch an instance from DCMTK storescu arrive in quarantine, open it, release it after the configuration is
+fixed, see it delivered to Orthanc. Screenshots go to reports/console/ (test artefacts, not committed)."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import dicom_factory as f
+import pytest
+from console.support import PASSWORD, ROUTE_NONE, add_user, console_config, phi_of
+from peers import Orthanc, storescu, wait_for
+
+pytestmark = pytest.mark.peers
+SHOTS = Path(__file__).resolve().parents[2] / "reports" / "console"
+
+
+@pytest.fixture
+def browser():  # type: ignore[no-untyped-def]
+    missing = [p for p in ("/usr/bin/chromium", "/usr/bin/chromedriver") if not shutil.which(p)]
+    if missing:
+        msg = f"missing {missing}: run scripts/setup (installs chromium, chromium-driver)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.implicitly_wait(2)
+    yield driver
+    driver.quit()
+
+
+def test_sign_in_quarantine_release_delivered(browser, small_face, start_console, tmp_path, monkeypatch, capsys) -> None:
+    from selenium.webdriver.common.by import By
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    sent = [f.save(f.op8("browser patient", small_face, 1), tmp_path / "in.dcm")]
+    phi = phi_of(sent)
+    pages: list[str] = []
+
+    def shot(name: str) -> None:
+        pages.append(browser.page_source)
+        browser.save_screenshot(str(SHOTS / f"{name}.png"))
+
+    orthanc = Orthanc(tmp_path / "orthanc").start()
+    try:
+        config, port, cport = console_config(tmp_path / "node", orthanc.dicom_port, routes=ROUTE_NONE)
+        add_user(config, "otto", "operator", monkeypatch, capsys)
+        console = start_console(config, port, cport)
+        browser.get(console.url)
+        assert browser.find_element(By.ID, "signin")
+        browser.find_element(By.ID, "name").send_keys("otto")
+        browser.find_element(By.ID, "password").send_keys("wrong password")
+        browser.find_element(By.ID, "signin").click()
+        assert "Wrong user name or password" in browser.page_source
+        shot("1-login-refused")
+        browser.find_element(By.ID, "name").send_keys("otto")
+        browser.find_element(By.ID, "password").send_keys(PASSWORD)
+        browser.find_element(By.ID, "signin").click()
+        assert "otto (operator)" in browser.page_source
+
+        assert storescu(port, sent).returncode == 0
+        # the dashboard refreshes itself every 5 s (a meta refresh: no JavaScript)
+        wait_for(lambda: browser.find_element(By.ID, "count-quarantined").text == "1", 30, "the instance on the dashboard")
+        shot("2-dashboard")
+        browser.find_element(By.LINK_TEXT, "Quarantine").click()
+        browser.find_element(By.CSS_SELECTOR, "#instances tbody a").click()
+        assert browser.find_element(By.ID, "reason").text == "no routing rule matched"
+        shot("3-quarantined-instance")
+        instance_url = browser.current_url
+
+        console.stop()  # the administrator fixes the routing rule and restarts the node; the session survives
+        config.write_text(config.read_text().replace(ROUTE_NONE, '[[routes]]\nname = "all"\n'))
+        console = start_console(config, port, cport)
+        browser.get(instance_url)
+        browser.find_element(By.ID, "release").click()
+        assert "released: it goes through the pipeline again" in browser.page_source
+        wait_for(lambda: len(orthanc.instances()) == 1, 60, "the released instance in Orthanc")
+
+        def delivered() -> bool:
+            browser.get(instance_url)
+            return browser.find_element(By.ID, "state").text == "done"
+
+        wait_for(delivered, 30, "the instance page to say done")
+        history = browser.find_element(By.ID, "history").text
+        assert "released" in history and "forwarded ORTHANC" in history and "console: release otto" in history
+        shot("4-delivered")
+        browser.find_element(By.LINK_TEXT, "Audit").click()
+        assert "release" in browser.find_element(By.ID, "audit").text
+        shot("5-audit")
+        for text in pages:
+            for value in phi:
+                assert value not in text, f"{value!r} shown in the console"
+    finally:
+        orthanc.stop()
