@@ -1,7 +1,7 @@
 """Mask a stream of frames (a clip): per-frame fit, temporal smoothing, hold-last-good, quarantine rules.
 
 Each frame goes through the configured masker. For the digital mask, the avatar's per-frame numbers
-(head pose and each eye's 13 values, :data:`COLUMNS`) are then smoothed over time by a centred
+(head pose, each eye's 13 fitted values and its drawn corneal reflex, :func:`columns`) are then smoothed over time by a centred
 Savitzky-Golay filter whose window is the longest that still passes ``keep_hz`` (a nystagmus, a
 saccade's step, a blink's 100-300 ms closing) at ``min_gain`` of its amplitude: it removes the
 detector's frame-to-frame jitter, not the movements. The mask is re-rendered from the smoothed numbers,
@@ -39,7 +39,8 @@ FRAMES_SCHEMA = "digimask.frames/1"
 HEAD = ("yaw_deg", "pitch_deg", "roll_deg", "tx_mm", "ty_mm", "tz_mm")
 EYE = ("medial_x_mm", "medial_y_mm", "lateral_x_mm", "lateral_y_mm", "upper_lid_1_mm", "upper_lid_2_mm",
        "upper_lid_3_mm", "lower_lid_1_mm", "lower_lid_2_mm", "lower_lid_3_mm", "gaze_yaw_deg",
-       "gaze_pitch_deg", "iris_radius_mm")  # params.Eye.as_vector order
+       "gaze_pitch_deg", "iris_radius_mm",  # params.Eye.as_vector order
+       "reflex_x", "reflex_y")  # the drawn corneal reflex (iris radii from the limbus centre); NaN: none
 MEASURED, HELD, CLOSED = 0, 1, 2  # per-frame status codes of digimask.frames/1
 STATUS_NAMES = {MEASURED: "measured", HELD: "held", CLOSED: "closed"}
 # The analysis' quality gate for a frame in which every eye is shut (pipeline/eyes/quality.py).
@@ -60,7 +61,8 @@ def to_vector(params: Mapping[str, Any]) -> np.ndarray:
         if side in params["eyes"]:
             e = params["eyes"][side]
             values += [*e["medial_shift_mm"], *e["lateral_shift_mm"], *e["upper_lid_mm"], *e["lower_lid_mm"],
-                       e["gaze_yaw_deg"], e["gaze_pitch_deg"], e["iris_radius_mm"]]
+                       e["gaze_yaw_deg"], e["gaze_pitch_deg"], e["iris_radius_mm"],
+                       *(e.get("reflex") or (np.nan, np.nan))]
     return np.asarray(values, np.float32)
 
 
@@ -73,7 +75,7 @@ def frame_params(base: Mapping[str, Any], vector: np.ndarray) -> dict[str, Any]:
             e = v[k:k + len(EYE)]
             eyes[side] = {"medial_shift_mm": e[0:2], "lateral_shift_mm": e[2:4], "upper_lid_mm": e[4:7],
                           "lower_lid_mm": e[7:10], "gaze_yaw_deg": e[10], "gaze_pitch_deg": e[11],
-                          "iris_radius_mm": e[12]}
+                          "iris_radius_mm": e[12], "reflex": None if np.isnan(e[13]) else e[13:15]}
             k += len(EYE)
     return {**base, "head": {"yaw_deg": v[0], "pitch_deg": v[1], "roll_deg": v[2], "translation_mm": v[3:6]},
             "eyes": eyes}
@@ -175,8 +177,11 @@ class Smoother:
                 yield self._apply(buf, pos)
 
     def _apply(self, buf: deque, pos: int) -> np.ndarray:
-        c = self.coefficients(len(buf), pos)
-        return (c @ np.stack(buf)).astype(np.float32)
+        window = np.stack(buf)
+        out = self.coefficients(len(buf), pos) @ window
+        gaps = np.isnan(out)  # a value absent in part of the window (a reflex not seen) passes unsmoothed
+        out[gaps] = window[pos, gaps]
+        return out.astype(np.float32)
 
 
 @dataclass
@@ -236,10 +241,10 @@ class ClipMasker:
         if first is None:
             raise Quarantined("no frames")
         try:
-            result: MaskResult | None = checked(self.masker, first, ds)
-        except MaskingFailed:
-            result = None  # only a masker that reads the image refuses one: the avatar's
-        if result is not None and (result.params is None or result.params.get("schema") != PARAMS_SCHEMA):
+            result: MaskResult | MaskingFailed = checked(self.masker, first, ds)
+        except MaskingFailed as exc:
+            result = exc  # only a masker that reads the image refuses one: the avatar's
+        if isinstance(result, MaskResult) and (result.params is None or result.params.get("schema") != PARAMS_SCHEMA):
             source = self._stateless(result, frames, ds)  # a masker without avatar parameters (blank, ...)
         else:
             source = self._avatar(first, result, frames, ds)
@@ -256,7 +261,7 @@ class ClipMasker:
             n += 1
         self.result = ClipResult(dict(result.params) if result.params is not None else None, None, {"frames": n})
 
-    def _avatar(self, first: np.ndarray, result: MaskResult | None, frames: Iterator[np.ndarray],
+    def _avatar(self, first: np.ndarray, result: MaskResult | MaskingFailed, frames: Iterator[np.ndarray],
                 ds: Dataset) -> Iterator[np.ndarray]:
         from digimask.pipeline.mask.digital_mask import render_params
 
@@ -290,7 +295,9 @@ class _Resolver:
         self.measurements: Any = None
         self.layout: tuple | None = None
 
-    def _measure(self, frame: np.ndarray, result: MaskResult | None) -> np.ndarray:
+    def _measure(self, frame: np.ndarray, result: MaskResult | MaskingFailed | None) -> np.ndarray:
+        if isinstance(result, MaskingFailed):
+            raise result
         result = result or checked(self.clip.masker, frame, self.ds)
         params = dict(result.params or {})
         if "eyes" not in params or "camera" not in params:
@@ -303,7 +310,7 @@ class _Resolver:
             raise MaskingFailed("the masked eyes changed within the clip")
         return to_vector(params)
 
-    def run(self, first: np.ndarray, result: MaskResult | None,
+    def run(self, first: np.ndarray, result: MaskResult | MaskingFailed,
             frames: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, int]]:
         opts, hold = self.clip.options, self.clip.hold_frames
         total = self.clip.total
@@ -317,8 +324,6 @@ class _Resolver:
             try:
                 vector, code = self._measure(frame, result if i == 0 else None), MEASURED
             except MaskingFailed as exc:
-                if i == 0 and result is not None:
-                    raise  # the first frame's own parameters do not fit: not a lost frame
                 code = CLOSED if exc.reason == EYES_CLOSED_REASON and self.clip.time_series else HELD
                 if code == HELD:
                     lost, run = lost + 1, run + 1
