@@ -63,9 +63,16 @@ class TLS(_Strict):
     ca_file: Path | None = None
     require_client_cert: bool = False
 
+    @model_validator(mode="after")
+    def _client_certs_need_a_ca(self) -> "TLS":
+        if self.require_client_cert and self.ca_file is None:
+            raise ValueError("require_client_cert needs ca_file (the CA that signs the clients' certificates)")
+        return self
+
 
 class Node(_Strict):
-    ae_title: AETitle = "DIGIMASK"
+    ae_title: AETitle = "DIGIMASK"  # answered to, and the calling AE when the node sends
+    other_ae_titles: list[AETitle] = []  # further called AE titles the node answers to (route on called_ae)
     host: str = "127.0.0.1"
     port: int = Field(11112, ge=1, le=65535)
     node_id: str = ""  # unique per process sharing a database; default "<hostname>:<port>"
@@ -76,6 +83,11 @@ class Node(_Strict):
     dimse_timeout_s: float = Field(60, gt=0)
     network_timeout_s: float = Field(60, gt=0)
     tls: TLS | None = None
+
+    @property
+    def ae_titles(self) -> list[str]:
+        """Every AE title the node answers to; associations calling any other are rejected."""
+        return list(dict.fromkeys([self.ae_title, *self.other_ae_titles]))
 
     @model_validator(mode="after")
     def _default_node_id(self) -> "Node":
@@ -226,6 +238,7 @@ class Retry(_Strict):
     max_delay_s: float = Field(600, gt=0)
     max_age_s: float = Field(86400, gt=0)  # then the delivery is marked failed (visible, kept)
     batch: int = Field(50, ge=1)  # instances sent per association
+    probe_interval_s: float = Field(5, gt=0)  # C-ECHO a destination that is down this often; send at once when it answers
 
 
 class TagMatch(_Strict):

@@ -6,9 +6,10 @@ Exit codes: 0 success, 1 the task ran and found problems (rejected inputs, faile
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Sequence
 from importlib import import_module
+
+from digimask.scp_node.logs import configure as configure_logging
 
 # Each module defines ``register(subparsers)``, which adds its commands with ``func=`` set.
 COMMAND_MODULES = (
@@ -22,7 +23,7 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="digimask", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (digimask's own; never pynetdicom's, which quotes UIDs)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         import_module(name).register(sub)
@@ -31,10 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not args.verbose:  # pynetdicom logs every PDU at INFO: costly per image, and noise for administrators
-        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    # -v is DEBUG for digimask only: pynetdicom's INFO/DEBUG output quotes SOP Instance UIDs (PHI) and
+    # pydicom's warnings quote values, at every verbosity they stay off (scp_node/logs.py)
+    configure_logging(args.verbose)
     return int(args.func(args) or 0)

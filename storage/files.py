@@ -22,6 +22,20 @@ def write_durable(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
+def adopt_durable(src: Path, dst: Path) -> None:
+    """Make a file written by someone else (pynetdicom's chunked receive) durable under ``dst``: fsync its
+    bytes, rename it (same file system), fsync the folder. The bytes are never copied."""
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        os.fchmod(fd, 0o600)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, dst)
+    fsync_dir(dst.parent)
+
+
 def move_durable(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     os.replace(src, dst)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from digimask.config.settings import Settings
 from digimask.storage import db
-from digimask.storage.files import move_durable, new_name, write_durable
+from digimask.storage.files import adopt_durable, move_durable, new_name, write_durable
 from digimask.storage.models import Delivery, Event, Instance, Send, State, utcnow
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import OperationalError
@@ -52,7 +53,7 @@ class Store:
         self.data_dir = data_dir
         self.sessions = sessions
         self.node_id = node_id
-        for sub in ("inbox", "outbox", "quarantine"):  # originals hold PHI: owner-only folders
+        for sub in ("inbox", "outbox", "quarantine", "incoming"):  # originals hold PHI: owner-only folders
             (data_dir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
 
     # -- intake -------------------------------------------------------------------------------------
@@ -60,6 +61,29 @@ class Store:
         """Persist one received instance (fsync) and record it; only then may the SCP say Success."""
         rel = Path("inbox") / new_name()
         write_durable(self.data_dir / rel, data)
+        return self._record(rel, pseudo_uid, sop_class_uid, calling_ae, called_ae)
+
+    def receive_file(self, path: Path, pseudo_uid: str, sop_class_uid: str, calling_ae: str, called_ae: str) -> int:
+        """As :meth:`receive`, for a file already written under :attr:`incoming` (moved, not copied)."""
+        rel = Path("inbox") / new_name()
+        adopt_durable(path, self.data_dir / rel)
+        return self._record(rel, pseudo_uid, sop_class_uid, calling_ae, called_ae)
+
+    @property
+    def incoming(self) -> Path:
+        """Where this node's SCP writes streams being received (chunked receive; the inbox's file system)."""
+        return self.data_dir / "incoming" / re.sub(r"[^A-Za-z0-9._-]", "_", self.node_id)
+
+    def clear_incoming(self) -> int:
+        """Before the SCP starts: streams a previous run was receiving were never acknowledged (the modality
+        sends them again)."""
+        self.incoming.mkdir(mode=0o700, parents=True, exist_ok=True)
+        stale = list(self.incoming.iterdir())
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
+    def _record(self, rel: Path, pseudo_uid: str, sop_class_uid: str, calling_ae: str, called_ae: str) -> int:
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -239,6 +263,14 @@ class Store:
             else:
                 d.state, d.next_attempt_at = Send.PENDING, next_attempt_at
         return True
+
+    def retry_pending(self, destination: str | None = None) -> int:
+        """Make every PENDING delivery (all, or one destination's) due now: the destination is back."""
+        with self.sessions.begin() as s:
+            query = update(Delivery).where(Delivery.state == Send.PENDING)
+            if destination:
+                query = query.where(Delivery.destination == destination)
+            return s.execute(query.values(next_attempt_at=utcnow())).rowcount
 
     def retry_failed(self, destination: str | None = None) -> int:
         """Requeue FAILED deliveries (all, or one destination's) for an immediate new attempt."""

@@ -87,3 +87,25 @@ def test_a_database_from_an_older_version_is_refused_clearly(config, capsys) -> 
     assert "missing column(s): storage_instance.claim_token" in capsys.readouterr().err
     assert main(["queue", "list", "--config", str(config)]) == 2
     assert "older digimask" in capsys.readouterr().err
+
+
+def test_queue_retry_pending_sends_now(config, capsys) -> None:
+    """`queue retry --pending [--destination]`: the PACS is back, the administrator says "send now"."""
+    import datetime as dt
+
+    from digimask.storage.models import utcnow
+
+    store = open_store(load(config))
+    for i in range(2):
+        store.receive(b"x", f"2.25.{i}", "1.2", "STORESCU", "DIGIMASK")
+        store.processed(store.claim_instance(60), b"m", ["PACS", "OTHER"], pseudo_uid=f"2.25.{i}", sop_class_uid="1.2",
+                        pseudo_patient_id="DM-X")
+    for dest in ("PACS", "OTHER"):
+        for d in store.claim_deliveries(dest, 5, 60):
+            store.send_failed(d, "no association", utcnow() + dt.timedelta(hours=1))
+    assert store.claim_deliveries("PACS", 5, 60) == []  # waiting out the backoff
+    capsys.readouterr()
+    assert main(["queue", "retry", "--pending", "--destination", "PACS", "--config", str(config)]) == 0
+    assert "2 pending deliver(y/ies) to PACS due now" in capsys.readouterr().out
+    assert len(store.claim_deliveries("PACS", 5, 60)) == 2
+    assert store.claim_deliveries("OTHER", 5, 60) == []  # another destination's backoff is untouched

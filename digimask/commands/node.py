@@ -39,7 +39,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if s is None:
         return 2
     try:
-        node = DigimaskNode(s)
+        node = DigimaskNode(s, verbose=args.verbose)
     except SchemaMismatch as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -140,7 +140,10 @@ def cmd_queue(args: argparse.Namespace) -> int:
     if store is None:
         return 2
     if args.action == "retry":
-        print(f"requeued {store.retry_failed(args.destination)} failed deliver(y/ies)")
+        where = f" to {args.destination}" if args.destination else ""
+        print(f"requeued {store.retry_failed(args.destination)} failed deliver(y/ies){where}")
+        if args.pending:
+            print(f"{store.retry_pending(args.destination)} pending deliver(y/ies){where} due now")
         return 0
     state = Send(args.state) if args.state else None
     print(f"{'ID':>6} {'INSTANCE':>8} {'DESTINATION':<16} {'STATE':<8} {'TRIES':>5} NEXT/DONE            LAST ERROR")
@@ -205,10 +208,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", type=Path)
     p.add_argument("output", type=Path)
     p.add_argument("--config", type=Path, required=True, help=CONFIG_HELP)
-    p = add("queue", cmd_queue, "list deliveries, or retry failed ones")
+    p = add("queue", cmd_queue, "list deliveries, or retry failed (and with --pending, waiting) ones now")
     p.add_argument("action", choices=["list", "retry"])
     p.add_argument("--state", choices=["pending", "sending", "done", "failed"])
     p.add_argument("--destination", help="with retry: only this destination")
+    p.add_argument("--pending", action="store_true",
+                   help="with retry: also send pending deliveries now instead of after their backoff")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--config", type=Path, required=True, help=CONFIG_HELP)
     p = add("quarantine", cmd_quarantine, "list, show or release quarantined instances")

@@ -57,6 +57,13 @@ def iod_types(sop_class_uid: str) -> dict[int, str]:
     return {int(tag, 16): t for tag, t in raw.get(sop_class_uid, {}).items() if "X" not in tag.upper()}
 
 
+@cache
+def iod_required(sop_class_uid: str) -> dict[int, str]:
+    """Type 1 and Type 2 attributes of a supported IOD's mandatory modules, by tag (empty: no table)."""
+    raw = json.loads(resources.files("digimask.pipeline.deid").joinpath("standard/iod_required.json").read_text())
+    return {int(tag, 16): t for tag, t in raw.get(sop_class_uid, {}).items() if "X" not in tag.upper()}
+
+
 def _pattern(tag: str) -> tuple[int, int]:
     """``'60XX3000'`` -> (mask, value) matching groups 6000-60FF."""
     mask = int("".join("0" if c in "xX" else "F" for c in tag), 16)

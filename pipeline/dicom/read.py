@@ -15,7 +15,7 @@ def read(path: Path) -> Dataset:
     try:
         ds = pydicom.dcmread(path, force=True)
     except (InvalidDicomError, OSError, EOFError, ValueError) as exc:
-        raise Quarantined(f"unreadable DICOM file ({type(exc).__name__}: {str(exc)[:120]})") from None
+        raise Quarantined(f"unreadable DICOM file ({type(exc).__name__})") from None  # a message may quote values
     if "TransferSyntaxUID" not in ds.file_meta:  # a bare dataset without meta: record what was parsed
         implicit, little = ds.original_encoding
         if little:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import dicom_factory as f
@@ -118,18 +119,27 @@ def test_store_deidentify_mask_and_forward(sample, jpeg2000, orthanc, tmp_path) 
 
 
 def test_pacs_down_then_back(sample, orthanc, tmp_path) -> None:
+    """The sender probes a PACS that is down with C-ECHO and sends the whole backlog once it answers,
+    without waiting out the deliveries' backoff (here 5 minutes)."""
     orthanc.stop()
-    node = start_node(tmp_path, orthanc)
+    port = free_port()
+    config = node_config(tmp_path / "node", port, {"ORTHANC": orthanc.dicom_port})
+    config.write_text(config.read_text().replace("initial_delay_s = 0.5", "initial_delay_s = 300\nprobe_interval_s = 1")
+                      .replace("max_delay_s = 2", "max_delay_s = 600"))
+    node = NodeProcess(config, port).start()
     try:
         assert storescu(node.port, sample[:3]).returncode == 0
         store = open_store(load(node.config))
-        wait_for(lambda: any(d.attempts >= 1 for d in store.deliveries(Send.PENDING)), 60, "a failed attempt")
+        wait_for(lambda: sum(d.attempts for d in store.deliveries(Send.PENDING)) >= 3, 60, "a failed attempt each")
         assert store.counts().get("queued") == 3  # waiting, nothing lost, nothing dropped
         orthanc.start()
-        wait_arrivals(orthanc, 3, timeout=60)
+        back = time.monotonic()
+        wait_arrivals(orthanc, 3, timeout=30)
+        assert time.monotonic() - back < 15  # the probe's interval and one batch, not the 300 s backoff
         wait_for(lambda: store.counts() == {"done": 3}, 30, "deliveries confirmed")
     finally:
         node.kill(signal.SIGTERM)
+    assert "destination ORTHANC answers C-ECHO again: sending its backlog of 3 now" in node.log()
 
 
 def test_sigkill_mid_batch_loses_nothing(orthanc, astronaut, tmp_path) -> None:
@@ -154,29 +164,60 @@ def test_sigkill_mid_batch_loses_nothing(orthanc, astronaut, tmp_path) -> None:
         node.kill(signal.SIGTERM)
 
 
-def test_bad_input_is_refused_or_quarantined_and_the_node_keeps_serving(orthanc, astronaut, tmp_path) -> None:
+def send_raw(port: int, path: Path) -> int:
+    """C-STORE a file's bytes as they are (pynetdicom's chunked send: the dataset is not decoded or
+    re-encoded, so a truncated file goes out truncated, which DCMTK's storescu refuses to do)."""
+    from pynetdicom import AE, _config
+
+    ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+    ae = AE(ae_title="STORESCU")
+    ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", port, ae_title="DIGIMASK")
+    assert assoc.is_established
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    try:
+        return int(assoc.send_c_store(path).Status)
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = False
+        assoc.release()
+
+
+def test_bad_input_gets_an_honest_status_or_quarantine_and_the_node_keeps_serving(orthanc, astronaut, tmp_path) -> None:
     bad = f.bad_inputs(tmp_path / "bad", astronaut[:64, :64])
+    cut_header = tmp_path / "bad" / "cut_header.dcm"  # ends inside an early attribute
+    cut_header.write_bytes(f.save(f.op8("cut", astronaut[:64, :64]), tmp_path / "whole.dcm").read_bytes()[:700])
+    no_uid = f.op8("no-uid", astronaut[:64, :64])
+    del no_uid.SOPInstanceUID
+    no_uid_path = f.save(no_uid, tmp_path / "bad" / "no_uid.dcm")
     node = start_node(tmp_path, orthanc)
     try:
-        for path in bad.values():
-            storescu(node.port, [path])  # each alone: a refused file must not stop the others
+        for name in ("no_pixel_data", "pixel_length_mismatch"):  # never usable: the modality must not resend
+            refused = storescu(node.port, [bad[name]], extra=["-v"])
+            assert "Received Store Response (Error: DataSetDoesNotMatchSOPClass)" in refused.stdout + refused.stderr, name
+        assert send_raw(node.port, bad["truncated"]) == 0xC210  # Cannot understand
+        assert send_raw(node.port, cut_header) == 0xC210
+        assert send_raw(node.port, no_uid_path) == 0xC210  # no SOP Instance UID in the data set (as pynetdicom's storescp)
         wrong = storescu(node.port, [bad["wrong_sop_class"]])
         assert wrong.returncode != 0  # CT is not an accepted presentation context
+        assert storescu(node.port, [bad["ten_thousand_rows"]]).returncode == 0  # odd but usable: kept
         intruder = storescu(node.port, [f.save(f.op8("x", astronaut), tmp_path / "x.dcm")], aet="INTRUDER")
         assert intruder.returncode != 0 and "Calling AE Title Not Recognized" in intruder.stderr + intruder.stdout
         store = open_store(load(node.config))
         wait_for(lambda: store.counts().get("received", 0) + store.counts().get("processing", 0) == 0
                  and sum(store.counts().values()) > 0, 60, "the pipeline to settle")
-        reasons = {i.reason for i in store.instances(State.QUARANTINED)}
-        assert any("no pixel data" in r for r in reasons) and any("cannot decode" in r for r in reasons), reasons
+        assert sum(store.counts().values()) == 1  # the refused ones were never recorded
         good = storescu(node.port, [f.save(f.op8("after", astronaut), tmp_path / "after.dcm")])
         assert good.returncode == 0
         echo = subprocess.run(["echoscu", "-aet", "ECHOSCU", "-aec", "DIGIMASK", "127.0.0.1", str(node.port)])
         assert echo.returncode == 0
-        wait_for(lambda: store.counts().get("done", 0) >= 1, 60, "the good instance forwarded")
-        assert "Traceback" not in node.log()
+        wait_for(lambda: store.counts().get("done", 0) == 2, 60, "the usable instances forwarded")
     finally:
         node.kill(signal.SIGTERM)
+    log = node.log()
+    assert "Traceback" not in log
+    assert log.count("(0xA900)") == 2 and log.count("(0xC210)") == 3
+    assert "refused association from INTRUDER at 127.0.0.1:" in log  # at the default level
+    assert not list((tmp_path / "node" / "data" / "inbox").iterdir())  # nothing refused was kept
 
 
 def test_two_nodes_share_postgresql_without_double_forwarding(sample, orthanc, tmp_path) -> None:
@@ -252,4 +293,4 @@ def test_out_of_resources_when_the_instance_cannot_be_kept(orthanc, astronaut, t
         wait_arrivals(orthanc, 1, timeout=60)
     finally:
         node.kill(signal.SIGTERM)
-    assert "could not store an instance from STORESCU; replied Out of Resources" in node.log()
+    assert "could not store an instance from STORESCU (" in node.log() and "replied Out of Resources" in node.log()
