@@ -1,5 +1,6 @@
 """Database tables. Keyed by pseudonymous identifiers only: no names, patient IDs, dates of birth or
-original UIDs are ever stored here (the original files on disk are the only place PHI lives)."""
+original UIDs are ever stored here in the clear (the original files on disk are the only place PHI lives;
+the pseudonym map holds originals encrypted, see ``storage/lookup.py``)."""
 from __future__ import annotations
 
 import datetime as dt
