@@ -6,14 +6,16 @@ from typing import Any
 
 from digimask.config.settings import Settings
 from digimask.scp_node.console import api, metrics, pages
-from digimask.scp_node.console.auth import LoginRequired, needs
+from digimask.scp_node.console.auth import LoginRequired, current, needs
 from digimask.scp_node.console.context import ConsoleContext
 from digimask.storage.accounts import Principal
 from digimask.storage.models import Role
 from digimask.storage.store import Store
 from fastapi import Depends, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 HERE = Path(__file__).parent
 
@@ -38,6 +40,12 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     @app.exception_handler(LoginRequired)
     def to_login(request: Request, exc: LoginRequired) -> RedirectResponse:
         return RedirectResponse("/", status_code=303)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def errors(request: Request, exc: StarletteHTTPException) -> Response:
+        if request.url.path.startswith(("/api/", "/metrics", "/openapi", "/static/")):
+            return await http_exception_handler(request, exc)  # JSON, as FastAPI answers
+        return pages.render(request, "error.html", current(request), status_code=exc.status_code, error=exc.detail)
 
     @app.middleware("http")
     async def headers(request: Request, call_next):  # type: ignore[no-untyped-def]

@@ -184,3 +184,54 @@ def test_console_imports_no_model_code() -> None:
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'mediapipe', 'moderngl', 'pyrender', 'cv2'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_masked_preview_and_retry_of_failed_deliveries(small_face, start_console, tmp_path, monkeypatch, capsys) -> None:
+    """Orthanc down until the deliveries give up (FAILED, masked output kept and previewable); an
+    operator's retry after it is back delivers them."""
+    sent = [f.save(f.op8("retry patient", small_face, 1), tmp_path / "r.dcm")]
+    orthanc = Orthanc(tmp_path / "orthanc")  # not started yet
+    config, port, cport = console_config(tmp_path / "node", orthanc.dicom_port,
+                                         retry="initial_delay_s = 0.2\nmax_delay_s = 0.5\nmax_age_s = 1.5")
+    add_user(config, "otto", "operator", monkeypatch, capsys)
+    console = start_console(config, port, cport)
+    operator = console.login("otto")
+    assert storescu(port, sent).returncode == 0
+    failed = wait_for(lambda: operator.get("/api/v1/deliveries", params={"state": "failed"}).json(), 30, "a failed delivery")
+    assert [d["destination"] for d in failed] == ["ORTHANC"] and failed[0]["attempts"] >= 1
+    iid = failed[0]["instance_id"]
+    png = operator.get(f"/api/v1/instances/{iid}/masked.png")
+    assert png.status_code == 200
+    masked = np.asarray(Image.open(io.BytesIO(png.content)).convert("RGB"))
+    assert masked.shape == small_face.shape and masked.max() == 0  # the blank masker's output, not the photo
+    orthanc.start()
+    try:
+        assert operator.post("/api/v1/deliveries/retry", json={"destination": "ORTHANC"}).json() == {"requeued": 1}
+        wait_for(lambda: len(orthanc.instances()) == 1, 30, "the retried instance in Orthanc")
+        wait_for(lambda: operator.get(f"/api/v1/instances/{iid}").json()["instance"]["state"] == "done", 30, "done")
+        events = [e["state"] for e in operator.get(f"/api/v1/instances/{iid}").json()["events"]]
+        assert events[-4:] == ["delivery failed", "retry", "forwarded", "done"]
+        assert operator.post("/api/v1/deliveries/retry", json={}).json() == {"requeued": 0}
+    finally:
+        orthanc.stop()
+
+
+def test_console_over_tls(start_console, tmp_path, monkeypatch, capsys) -> None:
+    """[console.tls]: HTTPS only, the certificate verified by the client; the session cookie is Secure."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=console",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(certs / "c.key"), "-out", str(certs / "c.crt")],
+                   check=True, capture_output=True)
+    config, port, cport = console_config(tmp_path / "node", 9, console=f'[console.tls]\ncert_file = "{certs / "c.crt"}"\n'
+                                                                         f'key_file = "{certs / "c.key"}"')
+    add_user(config, "vera", "viewer", monkeypatch, capsys)
+    console = start_console(config, port, cport)
+    import httpx
+
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{cport}/", timeout=5)  # no plain HTTP
+    with httpx.Client(base_url=f"https://127.0.0.1:{cport}", verify=str(certs / "c.crt"), timeout=10) as client:
+        r = client.post("/api/v1/login", json={"name": "vera", "password": PASSWORD})
+        assert r.status_code == 200 and "secure" in r.headers["set-cookie"].lower()
+        assert client.get("/api/v1/whoami").json()["name"] == "vera"
