@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from digimask.storage.models import ConsoleAudit, ConsoleCredential, ConsoleUser, Role, utcnow
+from digimask.storage.models import (
+    ConsoleAudit,
+    ConsoleCredential,
+    ConsoleUser,
+    Role,
+    utcnow,
+)
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import sessionmaker
 

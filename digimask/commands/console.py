@@ -73,8 +73,14 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 def cmd_lookup(args: argparse.Namespace) -> int:
     from cryptography.fernet import InvalidToken
+
     from digimask.storage.accounts import Accounts
-    from digimask.storage.lookup import LookupImportError, PseudonymMap, decrypt_export, new_export_key
+    from digimask.storage.lookup import (
+        LookupImportError,
+        PseudonymMap,
+        decrypt_export,
+        new_export_key,
+    )
 
     settings = _settings(args.config)
     store = _store(args.config) if settings is not None else None

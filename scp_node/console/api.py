@@ -11,7 +11,16 @@ from digimask.storage.accounts import Principal
 from digimask.storage.lookup import LookupImportError
 from digimask.storage.models import Role, Send, State
 from digimask.storage.overview import InstanceFilter
-from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, Response, UploadFile
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+)
 from pydantic import BaseModel, Field
 
 router = APIRouter(prefix="/api/v1")

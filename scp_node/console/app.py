@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from digimask.config.settings import Settings
 from digimask.scp_node.console import api, metrics, pages
@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 HERE = Path(__file__).parent
+Viewer = Annotated[Principal, Depends(needs(Role.VIEWER))]
 
 
 def create_app(settings: Settings, store: Store) -> FastAPI:
@@ -30,11 +31,11 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.get("/openapi.json", include_in_schema=False)
-    def openapi(who: Principal = Depends(needs(Role.VIEWER))) -> dict[str, Any]:
+    def openapi(who: Viewer) -> dict[str, Any]:
         return app.openapi()
 
     @app.get("/metrics", include_in_schema=False)
-    def prometheus(who: Principal = Depends(needs(Role.VIEWER))) -> Response:
+    def prometheus(who: Viewer) -> Response:
         return Response(metrics.render(reg), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.exception_handler(LoginRequired)

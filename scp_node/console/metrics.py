@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from digimask.storage.models import State
-from digimask.storage.overview import delivery_counts, processing_seconds, quarantine_reasons
+from digimask.storage.overview import (
+    delivery_counts,
+    processing_seconds,
+    quarantine_reasons,
+)
 from digimask.storage.store import Store
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric

@@ -7,7 +7,15 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from digimask.scp_node.console import ops
-from digimask.scp_node.console.auth import COOKIE, Login, address, ctx, current, login, page_needs
+from digimask.scp_node.console.auth import (
+    COOKIE,
+    Login,
+    address,
+    ctx,
+    current,
+    login,
+    page_needs,
+)
 from digimask.storage.accounts import Principal
 from digimask.storage.lookup import LookupImportError
 from digimask.storage.models import Role, State

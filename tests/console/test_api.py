@@ -140,7 +140,7 @@ def test_config_hidden_secrets_and_check_config(start_console, tmp_path, monkeyp
     bad_text = config.read_text().replace('masker = "blank"', 'masker = "smudge"')
     bad = viewer.post("/api/v1/check-config", files={"file": ("bad.toml", bad_text.encode())}).json()
     cli = subprocess.run([sys.executable, "-m", "digimask", "check-config", "/dev/stdin"], input=bad_text,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     assert not bad["valid"] and cli.returncode == 2
     assert bad["problems"] == [line.strip() for line in cli.stderr.splitlines()[1:]]  # the CLI's own messages
 
@@ -226,7 +226,7 @@ def test_console_over_tls(start_console, tmp_path, monkeypatch, capsys) -> None:
     config, port, cport = console_config(tmp_path / "node", 9, console=f'[console.tls]\ncert_file = "{certs / "c.crt"}"\n'
                                                                          f'key_file = "{certs / "c.key"}"')
     add_user(config, "vera", "viewer", monkeypatch, capsys)
-    console = start_console(config, port, cport)
+    start_console(config, port, cport)
     import httpx
 
     with pytest.raises(httpx.HTTPError):

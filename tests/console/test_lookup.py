@@ -11,12 +11,12 @@ import pydicom
 import pytest
 from console.support import add_user, console_config, phi_of
 from cryptography.fernet import Fernet, InvalidToken
-from peers import Orthanc, storescu, wait_for
-
-from digimask.cli import main
 from digimask.config.settings import load
 from digimask.pipeline.deid.pseudonym import Pseudonymizer
 from digimask.storage.lookup import decrypt_export
+from peers import Orthanc, storescu, wait_for
+
+from digimask.cli import main
 
 pytestmark = pytest.mark.peers
 
