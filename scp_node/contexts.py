@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from digimask.pipeline.dicom.sop import SUPPORTED_SOP_CLASSES
+from digimask.pipeline.dicom.video import OUTPUT_TRANSFER_SYNTAX, VIDEO_TRANSFER_SYNTAXES
 from pydicom.uid import (
     JPEG2000,
     ExplicitVRLittleEndian,
@@ -14,6 +15,7 @@ from pydicom.uid import (
     JPEGLSLossless,
     JPEGLSNearLossless,
     RLELossless,
+    VideoPhotographicImageStorage,
 )
 from pynetdicom.presentation import PresentationContext, build_context
 
@@ -26,12 +28,19 @@ ACCEPTED_TRANSFER_SYNTAXES = [
 ]
 
 
+# Video Photographic also in MPEG-2 and MPEG-4 AVC/H.264 (decoded by PyAV's FFmpeg: pipeline/dicom/video.py).
+VIDEO_SOP_CLASSES = {VideoPhotographicImageStorage}
+
+
 def scp_contexts() -> list[PresentationContext]:
     return [build_context(VERIFICATION)] + [
-        build_context(uid, ACCEPTED_TRANSFER_SYNTAXES) for uid in SUPPORTED_SOP_CLASSES
+        build_context(uid, ACCEPTED_TRANSFER_SYNTAXES + (list(VIDEO_TRANSFER_SYNTAXES) if uid in VIDEO_SOP_CLASSES else []))
+        for uid in SUPPORTED_SOP_CLASSES
     ]
 
 
 def scu_contexts(sop_classes: set[str]) -> list[PresentationContext]:
-    """The node always sends what it wrote: Explicit VR Little Endian."""
-    return [build_context(uid, [ExplicitVRLittleEndian]) for uid in sorted(sop_classes)]
+    """The node always sends what it wrote: Explicit VR Little Endian, or H.264 for a video (in a context of
+    its own: a PACS accepts one transfer syntax per context, and would pick the uncompressed one)."""
+    return [build_context(uid, [ts]) for uid in sorted(sop_classes)
+            for ts in [ExplicitVRLittleEndian] + ([OUTPUT_TRANSFER_SYNTAX] if uid in VIDEO_SOP_CLASSES else [])]

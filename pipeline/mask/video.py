@@ -360,5 +360,6 @@ def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray
 
 
 def _top(reasons: Mapping[str, int]) -> str:
-    reason, count = max(reasons.items(), key=lambda kv: kv[1])
-    return f"{reason} ({count} frames)"
+    """The commonest reasons first, with their frame counts."""
+    ranked = sorted(reasons.items(), key=lambda kv: -kv[1])
+    return "; ".join(f"{reason} ({count} frame{'s' * (count > 1)})" for reason, count in ranked[:3])

