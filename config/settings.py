@@ -101,6 +101,8 @@ class Storage(_Strict):
     database_url: str = ""  # default: SQLite in data_dir
     keep_originals_days: float = Field(0, ge=0)  # 0: delete once every destination confirmed
     max_pixels: int = Field(60_000_000, gt=0)  # rows x columns x frames; larger is quarantined
+    purge_quarantined_days: float = Field(30, ge=0)  # delete quarantined originals this long after; 0: never
+    purge_failed_days: float = Field(30, ge=0)  # the same for instances whose delivery failed for good
 
     @property
     def db_url(self) -> str:
@@ -155,15 +157,39 @@ class Deid(_Strict):
         return self
 
     def key(self) -> bytes:
-        """The HMAC key; creates ``secret_file`` with 32 random bytes if it does not exist."""
+        """The HMAC key. ``secret_file`` is created on first use, atomically (a concurrent start reads the
+        winner's key, never an empty file), mode 0600, with 32 random bytes (64 hex digits); an existing
+        file must hold at least 32 bytes and be readable by its owner only (:class:`KeyFileError` otherwise)."""
         if self.secret:
             return self.secret.encode()
         assert self.secret_file is not None
-        if not self.secret_file.exists():
-            self.secret_file.parent.mkdir(parents=True, exist_ok=True)
-            self.secret_file.touch(mode=0o600)
-            self.secret_file.write_text(secrets.token_hex(32) + "\n")
-        return self.secret_file.read_text().strip().encode()
+        path = self.secret_file
+        if not path.exists():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, (secrets.token_hex(32) + "\n").encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, path)  # fails if another process created the key meanwhile: theirs is kept
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            raise KeyFileError(f"{path}: readable by others (mode {mode & 0o777:o}); chmod 600 it")
+        key = path.read_text().strip().encode()
+        if len(key) < 32:
+            raise KeyFileError(f"{path}: the key has {len(key)} bytes; at least 32 are needed")
+        return key
+
+
+class KeyFileError(ValueError):
+    """The pseudonym key file is unsafe (readable by others) or too short."""
 
 
 class BlankOptions(_Strict):
@@ -189,6 +215,9 @@ class DigitalMaskOptions(_Strict):
 
 
 # Each masker's options as a schema: a configuration is checked without importing any masker (torch, GL).
+# Maskers whose output still shows a recognisable face (comparison only; cleans_recognizable_features is
+# False in pipeline/mask/maskers.py, which a test checks)
+IDENTIFIABLE_MASKERS = frozenset({"blur", "pixelate"})
 MASKER_OPTIONS: dict[str, type[_Strict]] = {
     "blank": BlankOptions,
     "blur": BlurOptions,
@@ -201,6 +230,8 @@ class Pixels(_Strict):
     masker: str = "digital_mask"
     options: dict[str, Any] = {}
     on_failure: Literal["quarantine", "blank"] = "quarantine"
+    # the node refuses to serve with a masker whose output still shows the face unless this is set
+    allow_identifiable_output: bool = False
 
     @field_validator("masker")
     @classmethod

@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 the task ran and found problems (rejected inputs, faile
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from importlib import import_module
 
@@ -35,4 +36,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     # -v is DEBUG for digimask only: pynetdicom's INFO/DEBUG output quotes SOP Instance UIDs (PHI) and
     # pydicom's warnings quote values, at every verbosity they stay off (scp_node/logs.py)
     configure_logging(args.verbose)
+    os.umask(0o077)  # the database, outputs and previews may hold original pixels or PHI: owner only
     return int(args.func(args) or 0)

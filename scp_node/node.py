@@ -12,7 +12,7 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as EventType
 from typing import TYPE_CHECKING
 
-from digimask.config.settings import Destination, Settings
+from digimask.config.settings import IDENTIFIABLE_MASKERS, Destination, KeyFileError, Settings
 from digimask.pipeline.deid.pseudonym import Pseudonymizer
 from digimask.scp_node.contexts import scp_contexts
 from digimask.scp_node.forward import echo, send_batch, set_nodelay, settle
@@ -110,16 +110,19 @@ def _exit_with_parent(parent: int, stop: threading.Event) -> None:
             return
 
 
-def _housekeeping(store: Store, settings: Settings, stop: threading.Event) -> None:
-    keep = settings.storage.keep_originals_days
-    while not stop.wait(60):
-        if keep > 0:
-            try:
-                n = store.purge_originals(keep)
+def _housekeeping(store: Store, settings: Settings, stop: threading.Event, interval_s: float = 60) -> None:
+    st = settings.storage
+    while not stop.wait(interval_s):
+        try:
+            if st.keep_originals_days > 0:
+                n = store.purge_originals(st.keep_originals_days)
                 if n:
-                    log.info("deleted %d original(s) past the %.1f-day retention", n, keep)
-            except Exception as exc:
-                log.error("housekeeping failed (%s)", failure(exc))
+                    log.info("deleted %d original(s) past the %.1f-day retention", n, st.keep_originals_days)
+            n = store.purge_stale(st.purge_quarantined_days, st.purge_failed_days)
+            if n:
+                log.info("deleted %d quarantined or failed original(s) past their retention", n)
+        except Exception as exc:
+            log.error("housekeeping failed (%s)", failure(exc))
 
 
 def _allow_list_server(allowed: frozenset[str]) -> type[ThreadedAssociationServer]:
@@ -136,10 +139,31 @@ def _allow_list_server(allowed: frozenset[str]) -> type[ThreadedAssociationServe
     return AllowListServer
 
 
+class UnsafeConfiguration(Exception):
+    """The node will not serve with this configuration; the message says why and what to set."""
+
+
+def check_safe(settings: Settings) -> None:
+    """Refuse to serve identifiable output unless configured, or with an unsafe key file; warn when allowed."""
+    masker = settings.pixels.masker
+    if masker in IDENTIFIABLE_MASKERS:
+        if not settings.pixels.allow_identifiable_output:
+            raise UnsafeConfiguration(f"pixels.masker = {masker!r} leaves the face recognisable (not de-identifying); "
+                                      "set pixels.allow_identifiable_output = true to serve it anyway")
+        log.warning("pixels.masker = %r: outputs keep a recognisable face (RecognizableVisualFeatures YES), "
+                    "as pixels.allow_identifiable_output allows", masker)
+    try:
+        settings.deid.key()
+    except KeyFileError as exc:
+        raise UnsafeConfiguration(f"deid.secret_file: {exc}") from None
+
+
 class DigimaskNode:
     """The SCP in this process; the pipeline in a child process that is restarted if it dies."""
 
     def __init__(self, settings: Settings, verbose: bool = False) -> None:
+        """Raises :class:`UnsafeConfiguration` (an identifiable masker not allowed, an unsafe key file)."""
+        check_safe(settings)
         self.settings, self.verbose = settings, verbose
         self.store = open_store(settings)
         self._mp = mp.get_context("spawn")  # never fork a process that may hold GL or DB handles

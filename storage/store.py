@@ -278,7 +278,7 @@ class Store:
             query = select(Delivery).where(Delivery.state == Send.FAILED)
             if destination:
                 query = query.where(Delivery.destination == destination)
-            rows = s.scalars(query).all()
+            rows = [d for d in s.scalars(query).all() if d.instance.output_path]  # not purged
             for d in rows:
                 d.state, d.next_attempt_at, d.created_at, d.attempts = Send.PENDING, utcnow(), utcnow(), 0
                 d.instance.state = State.QUEUED
@@ -318,6 +318,22 @@ class Store:
             for inst in rows:
                 self._delete_files(inst, originals=True)
             return len(rows)
+
+    def purge_stale(self, quarantined_days: float, failed_days: float) -> int:
+        """Delete the originals (and outputs) of instances QUARANTINED or FAILED longer than the given days
+        (0: never), each with an audit event; the rows stay, so the trail does."""
+        now, n = utcnow(), 0
+        with self.sessions.begin() as s:
+            for state, days in ((State.QUARANTINED, quarantined_days), (State.FAILED, failed_days)):
+                if days <= 0:
+                    continue
+                rows = s.scalars(select(Instance).where(Instance.state == state, Instance.original_deleted_at.is_(None),
+                                                        Instance.updated_at < now - dt.timedelta(days=days))).all()
+                for inst in rows:
+                    self._delete_files(inst, originals=True)
+                    self._event(s, inst.id, "purged", f"original deleted after {days:g} day(s) {state.value}")
+                n += len(rows)
+        return n
 
     def _delete_files(self, inst: Instance, originals: bool) -> None:
         if inst.output_path:

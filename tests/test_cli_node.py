@@ -109,3 +109,61 @@ def test_queue_retry_pending_sends_now(config, capsys) -> None:
     assert "2 pending deliver(y/ies) to PACS due now" in capsys.readouterr().out
     assert len(store.claim_deliveries("PACS", 5, 60)) == 2
     assert store.claim_deliveries("OTHER", 5, 60) == []  # another destination's backoff is untouched
+
+
+def test_serve_refuses_an_identifiable_masker_and_an_unsafe_key(config, capsys) -> None:
+    text = config.read_text()
+    config.write_text(text.replace('masker = "blank"', 'masker = "blur"'))
+    assert main(["serve", "--config", str(config)]) == 2
+    assert "pixels.allow_identifiable_output = true" in capsys.readouterr().err
+    key = config.parent / "secret.key"
+    config.write_text(text)
+    load(config).deid.key()  # created on first use
+    assert key.stat().st_mode & 0o777 == 0o600 and len(key.read_text().strip()) == 64
+    key.chmod(0o644)
+    assert main(["serve", "--config", str(config)]) == 2
+    assert "readable by others (mode 644)" in capsys.readouterr().err
+    key.write_text("short\n")
+    key.chmod(0o600)
+    assert main(["serve", "--config", str(config)]) == 2
+    assert "the key has 5 bytes; at least 32 are needed" in capsys.readouterr().err
+
+
+def test_identifiable_maskers_are_the_ones_that_say_so() -> None:
+    from digimask.config.settings import IDENTIFIABLE_MASKERS
+    from digimask.pipeline.mask.maskers import MASKERS, create_masker
+
+    assert {name for name in MASKERS if not create_masker(name).cleans_recognizable_features} == IDENTIFIABLE_MASKERS
+
+
+def _key_of(path: str, queue) -> None:  # type: ignore[no-untyped-def]
+    from digimask.config.settings import Deid
+
+    queue.put(Deid(secret_file=Path(path)).key())
+
+
+def test_concurrent_starts_agree_on_one_key(tmp_path) -> None:
+    """Several processes creating the key file at once: none reads an empty or different key."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_key_of, args=(str(tmp_path / "k" / "secret.key"), queue)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    keys = {queue.get(timeout=60) for _ in procs}
+    for p in procs:
+        p.join(30)
+    assert len(keys) == 1 and len(keys.pop()) == 64
+
+
+def test_commands_write_owner_only_files(config, astronaut, tmp_path) -> None:
+    import os
+
+    old = os.umask(0o022)
+    try:
+        src = f.save(f.op8("umask", astronaut), tmp_path / "in.dcm")
+        assert main(["deid", str(src), str(tmp_path / "out.dcm"), "--config", str(config)]) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.dcm").stat().st_mode & 0o077 == 0

@@ -32,7 +32,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from digimask.scp_node.node import DigimaskNode
+    from digimask.scp_node.node import DigimaskNode, UnsafeConfiguration
     from digimask.storage.db import SchemaMismatch
 
     s = _settings(args.config)
@@ -40,7 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     try:
         node = DigimaskNode(s, verbose=args.verbose)
-    except SchemaMismatch as exc:
+    except (SchemaMismatch, UnsafeConfiguration) as exc:
         print(exc, file=sys.stderr)
         return 2
     stopped = threading.Event()
@@ -65,7 +65,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if not s.scale.celery_broker_url:
         print("scale.celery_broker_url is not set: the node runs its pipeline itself (no workers needed)", file=sys.stderr)
         return 2
+    from digimask.scp_node.node import UnsafeConfiguration, check_safe
     from digimask.scp_node.tasks import configure
+
+    try:
+        check_safe(s)
+    except UnsafeConfiguration as exc:
+        print(exc, file=sys.stderr)
+        return 2
 
     # threads, not forked processes: a GL context must never cross a fork, and each thread owns its own
     configure(s).worker_main(["worker", "--pool=threads", f"--concurrency={s.pipeline.workers}",

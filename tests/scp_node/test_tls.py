@@ -54,3 +54,11 @@ def test_tls_with_client_certificate(pki, astronaut, tmp_path) -> None:
         wait_for(lambda: sum(store.counts().values()) == 1, 30, "the instance received over TLS")
     finally:
         node.kill(signal.SIGTERM)
+
+
+def test_client_certificates_need_a_ca(pki) -> None:
+    from digimask.config.settings import TLS
+
+    with pytest.raises(ValueError, match="require_client_cert needs ca_file"):
+        TLS(cert_file=pki / "node.crt", key_file=pki / "node.key", require_client_cert=True)
+    assert TLS(cert_file=pki / "node.crt", key_file=pki / "node.key", ca_file=pki / "ca.crt", require_client_cert=True)

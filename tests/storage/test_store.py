@@ -188,3 +188,28 @@ def test_originals_kept_for_the_retention_period(url, tmp_path) -> None:
     assert store.purge_originals(7) == 0 and original.exists()
     assert store.purge_originals(0) == 1 and not original.exists()
     assert store.instance(iid)[0].original_deleted_at is not None
+
+
+def test_quarantined_and_failed_originals_are_purged_after_their_time(url, tmp_path) -> None:
+    from digimask.storage.models import Instance
+
+    store = open_store(url, tmp_path / "data")
+    quarantined, failed, fresh = receive(store, 3)
+    store.quarantine(store.claim_instance(60), "no face found")
+    store.processed(store.claim_instance(60), b"m", ["A"], pseudo_uid="2.25.1", sop_class_uid="1.2.3", pseudo_patient_id="DM")
+    (d,) = store.claim_deliveries("A", 1, 60)
+    store.send_failed(d, "refused: status 0xA900", None)
+    store.quarantine(store.claim_instance(60), "no face found")  # the third: quarantined just now
+    paths = {i: tmp_path / "data" / store.instance(i)[0].original_path for i in (quarantined, failed, fresh)}
+    with store.sessions.begin() as s:  # the first two have waited 31 days
+        for iid in (quarantined, failed):
+            s.get(Instance, iid).updated_at = utcnow() - dt.timedelta(days=31)
+    assert store.purge_stale(quarantined_days=0, failed_days=0) == 0  # 0: never
+    assert store.purge_stale(quarantined_days=30, failed_days=30) == 2
+    assert not paths[quarantined].exists() and not paths[failed].exists() and paths[fresh].exists()
+    for iid, state in ((quarantined, "quarantined"), (failed, "failed")):
+        inst, events, _ = store.instance(iid)
+        assert inst.original_deleted_at is not None and inst.state == state  # the row and its trail stay
+        assert events[-1].state == "purged" and events[-1].detail == f"original deleted after 30 day(s) {state}"
+    assert store.retry_failed("A") == 0  # nothing left to send
+    assert store.purge_stale(30, 30) == 0
