@@ -49,8 +49,8 @@ def process_one(store: Store, processor: Processor, item: Claimed,
     if lookup is not None:
         try:
             lookup.seen(ds, done)
-        except Exception:  # the instance is queued; only the privacy officer's map misses this entry
-            log.exception("instance %s: could not record its pseudonyms in the map", item.id)
+        except Exception as exc:  # the instance is queued; only the privacy officer's map misses this entry
+            log.error("instance %s: could not record its pseudonyms in the map (%s)", item.id, failure(exc))
     log.info("instance %s (%s) queued for %s", item.id, str(done.dataset.SOPInstanceUID)[-12:], ", ".join(done.destinations))
     return "queued"
 

@@ -3,6 +3,7 @@ command line calls) plus the console's audit trail. Responses carry pseudonymous
 from __future__ import annotations
 
 import io
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 from digimask.config.settings import ConfigError, load
 from digimask.scp_node.console.context import ConsoleContext
+from digimask.scp_node.logs import failure
 from digimask.storage.accounts import Principal
 from digimask.storage.lookup import Imported, MapRow
 from digimask.storage.models import Delivery, Event, Instance, State
@@ -22,6 +24,7 @@ from digimask.storage.overview import (
 )
 
 PREVIEW_MAX_SIDE = 1024
+log = logging.getLogger(__name__)
 
 
 def status(c: ConsoleContext) -> dict[str, Any]:
@@ -124,6 +127,9 @@ def preview(c: ConsoleContext, who: Principal, iid: int, original: bool, addr: s
     try:
         frame = decode(read(c.store.data_dir / rel), c.settings.storage.max_pixels).rgb[0]
     except Quarantined:
+        return None
+    except Exception as exc:  # noqa: BLE001 -- pydicom's messages may quote values: the type only
+        log.warning("instance %s: no preview (%s)", iid, failure(exc))
         return None
     if original:
         c.accounts.audit(who.name, "view original", address=addr, instance_id=iid)

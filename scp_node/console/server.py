@@ -8,6 +8,7 @@ import threading
 
 import uvicorn
 from digimask.config.settings import Settings
+from digimask.scp_node.logs import _NoExceptionText
 from digimask.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,10 @@ class ConsoleServer:
 
         self.settings = settings
         c = settings.console
+        for name in ("uvicorn", "uvicorn.error"):  # a traceback of a failed request may quote a value: type only
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, _NoExceptionText) for f in logger.filters):
+                logger.addFilter(_NoExceptionText())
         self.app = create_app(settings, store)
         self.server = uvicorn.Server(uvicorn.Config(
             self.app, log_level="warning", access_log=False, lifespan="off",

@@ -3,6 +3,7 @@ modality and Orthanc as the PACS: every role boundary, the operations, the metri
 from __future__ import annotations
 
 import io
+import ssl
 import subprocess
 import sys
 import time
@@ -231,7 +232,8 @@ def test_console_over_tls(start_console, tmp_path, monkeypatch, capsys) -> None:
 
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{cport}/", timeout=5)  # no plain HTTP
-    with httpx.Client(base_url=f"https://127.0.0.1:{cport}", verify=str(certs / "c.crt"), timeout=10) as client:
+    trust = ssl.create_default_context(cafile=str(certs / "c.crt"))
+    with httpx.Client(base_url=f"https://127.0.0.1:{cport}", verify=trust, timeout=10) as client:
         r = client.post("/api/v1/login", json={"name": "vera", "password": PASSWORD})
         assert r.status_code == 200 and "secure" in r.headers["set-cookie"].lower()
         assert client.get("/api/v1/whoami").json()["name"] == "vera"
