@@ -121,6 +121,14 @@ def original_preview(iid: int, request: Request, who: Privacy) -> Response:
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
+@router.get("/instances/{iid}/mask")
+def mask_parameters(iid: int, request: Request, who: Viewer) -> dict[str, Any]:
+    found = ops.mask_params(ctx(request), iid)
+    if found is None:
+        raise HTTPException(404, "no mask parameters held for this instance (no masked output, or a masker without them)")
+    return found
+
+
 @router.get("/deliveries")
 def list_deliveries(request: Request, who: Viewer, state: Send | None = None,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:

@@ -140,6 +140,22 @@ def preview(c: ConsoleContext, who: Principal, iid: int, original: bool, addr: s
     return buf.getvalue()
 
 
+def mask_params(c: ConsoleContext, iid: int) -> dict[str, Any] | None:
+    """The masked output's DIGIMASK block (the fitted head and eye geometry and the measurements the mask
+    keeps; no identity by the masker's contract), while the node holds the output."""
+    import pydicom
+    from digimask.pipeline.dicom import private_block
+
+    found = c.store.instance(iid)
+    if found is None or not found[0].output_path or not (c.store.data_dir / found[0].output_path).exists():
+        return None
+    block = private_block.read(pydicom.dcmread(c.store.data_dir / found[0].output_path, stop_before_pixels=True))
+    if block is None:
+        return None
+    schema, masker, params = block
+    return {"schema": schema, "masker": masker, "params": params}
+
+
 def lookup_import(c: ConsoleContext, who: Principal, text: str, addr: str | None) -> Imported:
     done = c.map.import_csv(text)
     c.accounts.audit(who.name, "lookup import", address=addr,

@@ -106,7 +106,9 @@ def instance(iid: int, request: Request, who: Viewer) -> HTMLResponse:
     timeline = sorted([{**e, "what": e["state"], "who": e["detail"] or ""} for e in found["events"]]
                       + [{**a, "what": f"console: {a['action']}", "who": a["user"] + (f": {a['detail']}" if a["detail"] else "")}
                          for a in found["console"]], key=lambda e: e["at"])
-    return render(request, "instance.html", who, h=found, i=found["instance"], timeline=timeline, may_operate=who.may(Role.OPERATOR),
+    params = ops.mask_params(ctx(request), iid)
+    return render(request, "instance.html", who, h=found, i=found["instance"], timeline=timeline,
+                  params=json.dumps(params["params"], indent=1) if params else None, may_operate=who.may(Role.OPERATOR),
                   may_see_original=who.may(Role.PRIVACY), note=request.query_params.get("note", ""))
 
 

@@ -104,6 +104,9 @@ def test_roles_quarantine_release_delete_and_metrics(kind, small_face, start_con
             assert not done[0]["original_retained"]  # keep_originals_days = 0: gone once delivered ...
             assert privacy.get(f"/api/v1/instances/{a}/original.png").status_code == 404  # ... so no preview
             assert viewer.get("/api/v1/instances", params={"destination": "NOWHERE"}).json() == []
+            assert viewer.get("/api/v1/instances", params={"since": "2099-01-01T00:00:00Z"}).json() == []
+            assert viewer.get("/api/v1/instances", params={"until": "2000-01-01T00:00:00+02:00"}).json() == []
+            assert len(viewer.get("/api/v1/instances", params={"since": "2000-01-01T00:00:00Z"}).json()) == 2
             assert operator.post("/api/v1/deliveries/retry", json={"destination": "NOWHERE"}).status_code == 404
 
             m = metrics(viewer)
@@ -205,6 +208,7 @@ def test_masked_preview_and_retry_of_failed_deliveries(small_face, start_console
     assert png.status_code == 200
     masked = np.asarray(Image.open(io.BytesIO(png.content)).convert("RGB"))
     assert masked.shape == small_face.shape and masked.max() == 0  # the blank masker's output, not the photo
+    assert operator.get(f"/api/v1/instances/{iid}/mask").status_code == 404  # the blank masker writes no parameters
     orthanc.start()
     try:
         assert operator.post("/api/v1/deliveries/retry", json={"destination": "ORTHANC"}).json() == {"requeued": 1}

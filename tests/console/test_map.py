@@ -69,3 +69,31 @@ def test_hide_password() -> None:
     assert hide_password("postgresql://digimask:pw@db.example/digimask") == "postgresql://digimask:(hidden)@db.example/digimask"
     assert hide_password("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
     assert hide_password("") == ""
+
+
+def test_mask_parameters_read_from_the_held_output(astronaut, tmp_path) -> None:
+    """The instance page's mask parameters are the output's DIGIMASK block, as the encoder wrote it."""
+    import io
+
+    from digimask.config.settings import parse
+    from digimask.pipeline.dicom import private_block
+    from digimask.scp_node.console import ops
+    from digimask.scp_node.console.context import ConsoleContext
+    from digimask.storage.store import open_store
+
+    settings = parse({"node": {"allowed_calling_aes": ["STORESCU"]}, "deid": {"secret": "k"},
+                      "storage": {"data_dir": "data"}}, tmp_path)
+    store = open_store(settings)
+    out = f.op8("params", astronaut[::8, ::8].copy())
+    params = {"schema": "digimask.params/2", "head": {"yaw_deg": 3.5}, "eyes": {"right": {"gaze_yaw_deg": -1.25}}}
+    private_block.write(out, params["schema"], "digital_mask", params)
+    buf = io.BytesIO()
+    out.save_as(buf, enforce_file_format=True)
+    store.receive(b"original", "2.25.7", out.SOPClassUID, "STORESCU", "DIGIMASK")
+    claim = store.claim_instance(60)
+    assert store.processed(claim, buf.getvalue(), ["PACS"], pseudo_uid="2.25.7", sop_class_uid=out.SOPClassUID,
+                           pseudo_patient_id="DM-X")
+    c = ConsoleContext(settings, store)
+    assert ops.mask_params(c, claim.id) == {"schema": "digimask.params/2", "masker": "digital_mask", "params": params}
+    store.receive(b"original", "2.25.8", out.SOPClassUID, "STORESCU", "DIGIMASK")
+    assert ops.mask_params(c, claim.id + 1) is None  # not masked yet
