@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Intake throughput: DCMTK storescu -> digimask node (blank masker) vs -> DCMTK storescp and
-pynetdicom's storescp, same run.
+"""Intake throughput: DCMTK storescu -> digimask node (blank masker) vs -> DCMTK storescp, pynetdicom's
+storescp and Orthanc (a PACS that, like the node, stores and indexes what it accepts), same run.
 
-Prints images/s for both peers and their ratio (target: node >= 0.5x storescp), plus the node's
-end-to-end rate (received, de-identified, masked and forwarded to a storescp), all on 127.0.0.1.
+Prints images/s for each peer and the node's ratios (targets: >= 1.0x Orthanc, >= 0.5x storescp), plus the
+node's end-to-end rate (received, de-identified, masked and forwarded to a storescp), all on 127.0.0.1.
 Usage: .venv/bin/python benchmarks/intake.py [N] [SIDE_PX]
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import dicom_factory as f  # noqa: E402
 from digimask.config.settings import load  # noqa: E402
 from digimask.storage.store import open_store  # noqa: E402
-from peers import PEER_ENV, NodeProcess, free_port, node_config, wait_for, wait_port  # noqa: E402
+from peers import PEER_ENV, NodeProcess, Orthanc, free_port, node_config, wait_for, wait_port  # noqa: E402
 
 
 def send(port: int, files: list[Path], aec: str) -> float:
@@ -58,6 +58,11 @@ def main() -> None:
         pyn, pyn_port = start_peer([sys.executable, "-m", "pynetdicom", "storescp", "--ignore", "-aet", "PYNETDICOM"])
         t_pyn = send(pyn_port, files, "PYNETDICOM")
         pyn.send_signal(signal.SIGTERM)
+        orthanc = Orthanc(root / "orthanc").start()
+        try:
+            t_orthanc = send(orthanc.dicom_port, files, "ORTHANC")
+        finally:
+            orthanc.stop()
 
         node_port = free_port()
         config = node_config(root / "node", node_port, {"STORESCP": scp_port})
@@ -74,8 +79,9 @@ def main() -> None:
     print(f"{n} images of {size_kb:.0f} KB over one association, 127.0.0.1, {os.cpu_count()} CPU(s)")
     print(f"  DCMTK storescp intake : {n / t_scp:8.1f} images/s")
     print(f"  pynetdicom storescp   : {n / t_pyn:8.1f} images/s   ratio {t_scp / t_pyn:.2f}x storescp (stores nothing)")
-    print(f"  digimask node intake  : {n / t_node:8.1f} images/s   ratio {t_scp / t_node:.2f}x storescp (target >= 0.5x), "
-          f"{t_pyn / t_node:.2f}x pynetdicom")
+    print(f"  Orthanc 1.x intake    : {n / t_orthanc:8.1f} images/s   ratio {t_scp / t_orthanc:.2f}x storescp")
+    print(f"  digimask node intake  : {n / t_node:8.1f} images/s   ratio {t_orthanc / t_node:.2f}x Orthanc (target >= 1.0x), "
+          f"{t_scp / t_node:.2f}x storescp (target >= 0.5x), {t_pyn / t_node:.2f}x pynetdicom")
     print(f"  digimask end to end   : {n / t_e2e:8.1f} images/s   (received + de-identified + blank-masked + forwarded)")
 
 
