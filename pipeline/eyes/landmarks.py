@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import wraps
 from inspect import signature
 from pathlib import Path
@@ -51,10 +51,50 @@ REFINE_CROP_FACTORS = (1.9, 2.1, 2.3, 2.5, 2.7)
 
 
 @dataclass(frozen=True)
+class FitQuality:
+    """How one part of an eye (limbus, a lid margin, the reflex) fitted the image's edges.
+
+    ``ok`` False means the seed (the landmark model's estimate) was kept, and ``reason`` says why.
+    ``sd_px`` is the 1-SD uncertainty of what the measurements take from the part: the limbus centre,
+    the lid's height at the iris centre, the reflex centroid.
+    """
+
+    ok: bool
+    points: int = 0  # edge points found
+    inliers: float = 0.0  # fraction of them the robust fit kept
+    rms_px: float = float("nan")  # RMS residual of the inliers
+    coverage: float = 0.0  # fraction of the angle (limbus) or of the canthus-to-canthus span (lids) covered
+    sd_px: float = float("nan")
+    reason: str | None = None
+
+    def to_dict(self) -> dict:
+        return {k: (None if isinstance(x, float) and not np.isfinite(x) else x) for k, x in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class EyeFit:
+    """The fit quality of each fitted part of one eye."""
+
+    limbus: FitQuality
+    upper_lid: FitQuality
+    lower_lid: FitQuality
+    reflex: FitQuality | None = None  # None: no reflex looked for or none found
+    limbus_radius_sd: float = float("nan")  # px, 1 SD of the fitted radius (NaN: not fitted)
+
+    def to_dict(self) -> dict:
+        parts = {"limbus": self.limbus, "upper_lid": self.upper_lid, "lower_lid": self.lower_lid,
+                 "reflex": self.reflex}
+        return {name: None if q is None else q.to_dict() for name, q in parts.items()}
+
+
+@dataclass(frozen=True)
 class EyeLandmarks:
     """One eye in image pixels. ``side`` is the patient's anatomical side.
 
-    Lids run from the lateral canthus (first point) to the medial canthus (last point).
+    Lids run from the lateral canthus (first point) to the medial canthus (last point). After the analysis
+    (``pipeline.eyes.edges.fit_eyes``) the iris and the lids are the geometry fitted to the image's edges:
+    the limbus circle, and points resampled on the fitted margin curves; ``seed`` keeps the landmark
+    model's estimate they started from. The mask's self-check may build one from drawn geometry.
     """
 
     side: Side
@@ -62,9 +102,13 @@ class EyeLandmarks:
     lower_lid: np.ndarray  # (M, 2)
     medial_canthus: np.ndarray  # (2,)
     lateral_canthus: np.ndarray  # (2,)
-    iris_center: np.ndarray  # (2,)
-    iris_radius: float  # px, mean distance of the 4 limbus points from the centre
-    iris_rim: np.ndarray | None = None  # (4, 2) limbus points, when the model gives them
+    iris_center: np.ndarray  # (2,) limbus centre
+    iris_radius: float  # px, limbus radius
+    iris_rim: np.ndarray | None = None  # (4, 2) limbus points at +u, +v, -u, -v (or the model's 4 points)
+    reflex: np.ndarray | None = None  # (2,) corneal light reflex centroid, when one was found
+    pupil_radius: float | None = None  # px, when the pupil was resolved
+    fit: EyeFit | None = None  # None: landmarks only, nothing fitted
+    seed: EyeLandmarks | None = None  # the landmark estimate the fit started from
 
     @property
     def width(self) -> float:
@@ -78,10 +122,12 @@ class EyeLandmarks:
             q[..., 0] = image_width - q[..., 0]
             return q
 
-        return EyeLandmarks(
-            self.side, fx(self.upper_lid), fx(self.lower_lid), fx(self.medial_canthus),
-            fx(self.lateral_canthus), fx(self.iris_center), self.iris_radius,
-            None if self.iris_rim is None else fx(self.iris_rim),
+        return replace(
+            self, upper_lid=fx(self.upper_lid), lower_lid=fx(self.lower_lid),
+            medial_canthus=fx(self.medial_canthus), lateral_canthus=fx(self.lateral_canthus),
+            iris_center=fx(self.iris_center), iris_rim=None if self.iris_rim is None else fx(self.iris_rim),
+            reflex=None if self.reflex is None else fx(self.reflex),
+            seed=None if self.seed is None else self.seed.flipped(image_width),
         )
 
 

@@ -23,6 +23,23 @@ EYE_ROTATION_RADIUS_MM = 10.9  # centre of rotation (13.5 mm behind the corneal 
 # move the iris across the eye opening. MediaPipe's face geometry: 2.6-3.8 mm (median 3.2) on 16 faces.
 LIMBUS_AHEAD_MM = 3.2
 PIXEL_SPACING_REL_UNCERTAINTY = 0.01  # a calibrated header spacing: assume 1%
+# 1 SD of a position the edge fit could not improve (the landmark models' own scatter is not known per
+# image; a pixel is about their repeatability across crops here, docs/measurements.md).
+LANDMARK_SD_PX = 1.0
+# Where the eyes fixate (the camera): each eye turns in by atan(half the interpupillary distance / this),
+# so a pair fixating the camera converges by twice that; the deviation is reported net of it.
+FIXATION_DISTANCE_MM = 1000.0
+# Photographic Hirschberg ratio for the reflex measured from the limbus centre: 19.4 prism dioptres per
+# mm (Barry JC, Backes A, Invest Ophthalmol Vis Sci 1997;38:2597-2607; individual ratios 14-24 PD/mm,
+# Hasebe S et al., IOVS 1998;39:2782-2785).
+HIRSCHBERG_PD_PER_MM = 19.4
+# MRD is measured from the corneal reflex only when the light was near the camera's axis (a flash): the
+# reflex then lies near the limbus centre (a fixating eye's about 0.5 mm nasal: angle kappa). A reflex of
+# a lamp off the axis lies further out and is no MRD reference: the limbus centre is used.
+REFLEX_MRD_MAX_OFFSET = 0.2  # limbus radii (about 1.2 mm)
+# Angle kappa: a fixating eye's reflex sits nasal by about 4.7 +/- 4.5 deg (photographs of 112 adults:
+# Shin HS, Jang JK, J Korean Ophthalmic Opt Soc 2015;20:485-489); taken out of the Hirschberg reading.
+ANGLE_KAPPA_DEG, ANGLE_KAPPA_SD_DEG = 4.7, 4.5
 
 
 @dataclass(frozen=True)
@@ -72,26 +89,47 @@ class EyeMeasurements:
     gaze_h_deg: float
     gaze_v_deg: float
     closed: bool
+    reference: Literal["reflex", "limbus"] = "limbus"  # what MRD1/MRD2 are measured from
+    mrd1_sd_mm: float = float("nan")  # 1 SD: fit residuals and the scale
+    mrd2_sd_mm: float = float("nan")
+    fissure_height_sd_mm: float = float("nan")
+    fissure_width_sd_mm: float = float("nan")
+    superior_scleral_show_sd_mm: float = float("nan")
+    inferior_scleral_show_sd_mm: float = float("nan")
+    iris_diameter_sd_mm: float = float("nan")
+    gaze_h_sd_deg: float = float("nan")
+    gaze_v_sd_deg: float = float("nan")
+    reflex_px: tuple[float, float] | None = None
+    reflex_offset_mm: tuple[float, float] | None = None  # reflex from the limbus centre: +u (patient's left), +v (up)
+    reflex_offset_sd_mm: float | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {k: (None if isinstance(x, float) and not np.isfinite(x) else x) for k, x in asdict(self).items()}
 
 
 @dataclass(frozen=True)
 class Binocular:
-    """Deviation of the left eye's gaze relative to the right eye's.
+    """Deviation of the left eye's gaze relative to the right eye's, net of fixating the camera.
 
     horizontal > 0: divergent (exo), < 0: convergent (eso); vertical > 0: the left eye is higher
-    (left hypertropia), < 0: the right eye is higher.
+    (left hypertropia), < 0: the right eye is higher. ``horizontal_deg`` = gaze_h(left) - gaze_h(right)
+    + ``convergence_deg`` (two eyes fixating a camera ``fixation_distance_mm`` away converge by that much,
+    which is not a squint).
     """
 
     horizontal_deg: float
     vertical_deg: float
     horizontal_pd: float
     vertical_pd: float
+    horizontal_sd_deg: float = float("nan")
+    vertical_sd_deg: float = float("nan")
+    convergence_deg: float = 0.0  # added to the raw difference: the vergence of fixating the camera
+    fixation_distance_mm: float = FIXATION_DISTANCE_MM
+    hirschberg_pd: float | None = None  # from both corneal reflexes, > 0 exo; None without both
+    hirschberg_sd_pd: float | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {k: (None if isinstance(x, float) and not np.isfinite(x) else x) for k, x in asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -164,15 +202,25 @@ def lid_height(lid: np.ndarray, centre: np.ndarray, u: np.ndarray, v: np.ndarray
 
 
 def scale_from(eyes: dict[str, EyeLandmarks], pixel_spacing_mm: float | None) -> Scale:
-    """mm per pixel from the header's spacing, else from the iris diameter (HVID)."""
+    """mm per pixel from the header's spacing, else from the limbus diameter (HVID)."""
     if pixel_spacing_mm:
         return Scale(float(pixel_spacing_mm), "pixel_spacing", PIXEL_SPACING_REL_UNCERTAINTY)
     diameters = np.array([2.0 * e.iris_radius for e in eyes.values()])
     d = float(diameters.mean())
-    # Landmark noise: half a pixel, or half the between-eye difference when that is larger.
-    px_sd = max(0.5, float(np.ptp(diameters)) / 2.0)
+    # The fitted radius' own 1 SD where there is one, else half a pixel; half the between-eye difference
+    # when that is larger.
+    fit_sd = [2.0 * e.fit.limbus_radius_sd for e in eyes.values() if e.fit is not None
+              and np.isfinite(e.fit.limbus_radius_sd)]
+    px_sd = max(float(np.sqrt(np.mean(np.square(fit_sd)))) if fit_sd else 0.5, float(np.ptp(diameters)) / 2.0)
     rel = float(np.hypot(HVID_SD_MM / HVID_MM, px_sd / d))
     return Scale(HVID_MM / d, "hvid", rel)
+
+
+def _sd(quality, fallback: float = LANDMARK_SD_PX) -> float:
+    """A fitted part's 1 SD in px, or the landmark SD where it was not fitted."""
+    if quality is None or not quality.ok or not np.isfinite(quality.sd_px):
+        return fallback
+    return float(quality.sd_px)
 
 
 def measure(
@@ -180,41 +228,101 @@ def measure(
     head_pose: HeadPose | None = None,
     pixel_spacing_mm: float | None = None,
     min_open_ratio: float = 0.12,
+    fixation_distance_mm: float = FIXATION_DISTANCE_MM,
 ) -> Measurements:
-    """All measurements for the visible eyes (see docs/measurements.md)."""
+    """All measurements for the visible eyes (see docs/measurements.md).
+
+    A pure function of the eye geometry: ``eyes`` may come from the analysis (fitted to a photo) or from
+    anything drawn (a rendered avatar's lids, limbus and reflex projected to the image). MRD1/MRD2 are
+    measured from the corneal reflex where ``eye.reflex`` is set, else from the limbus centre
+    (``reference``); gaze always from the limbus centre. Uncertainties (``*_sd``, 1 SD) combine the fit
+    qualities in ``eye.fit`` (LANDMARK_SD_PX for what was not fitted) with the scale's.
+    """
     scale = scale_from(eyes, pixel_spacing_mm)
     u, v = eye_axes(eyes)
     rot = head_rotation(head_pose, u, v)
+    k, rel = scale.mm_per_px, scale.rel_uncertainty
     out = {}
     for side, eye in eyes.items():
-        k = scale.mm_per_px
-        c = eye.iris_center
-        up, down = lid_height(eye.upper_lid, c, u, v), -lid_height(eye.lower_lid, c, u, v)
+        fit = eye.fit
+        c = np.asarray(eye.iris_center, float)
+        centre_sd = _sd(fit.limbus if fit else None)
+        reflex = None if eye.reflex is None else np.asarray(eye.reflex, float)
+        coaxial = reflex is not None and np.linalg.norm(reflex - c) <= REFLEX_MRD_MAX_OFFSET * eye.iris_radius
+        ref, ref_sd = (reflex, _sd(fit.reflex if fit else None, 0.5)) if coaxial else (c, centre_sd)
+        up, down = lid_height(eye.upper_lid, ref, u, v), -lid_height(eye.lower_lid, ref, u, v)
+        up_sd, down_sd = _sd(fit.upper_lid if fit else None), _sd(fit.lower_lid if fit else None)
+        # Fissure height through the limbus centre, as before: independent of the reference.
+        height = lid_height(eye.upper_lid, c, u, v) - lid_height(eye.lower_lid, c, u, v)
         width = eye.width
         r_mm = eye.iris_radius * k
+        r_sd = fit.limbus_radius_sd if fit is not None and np.isfinite(fit.limbus_radius_sd) else 0.5
         offset = (c - _canthal_mid(eye)) * (k, -k)  # mm, camera frame: x image right, y image up
         gaze_h, gaze_v = gaze_from_offset(offset, rot)
+        # Gaze SD: the limbus centre's and the canthal midpoint's (landmarks) scatter through the
+        # eye's radius; small-angle, about 5.3 deg per mm.
+        gaze_sd = float(np.degrees(np.hypot(centre_sd, LANDMARK_SD_PX / np.sqrt(2)) * k / EYE_ROTATION_RADIUS_MM))
+
+        def mm_sd(value_px: float, px_sd: float) -> float:
+            return float(np.hypot(px_sd * k, abs(value_px) * k * rel))
+
+        show_up, show_down = up * k - r_mm, down * k - r_mm
         out[side] = EyeMeasurements(
             side=side,
             mrd1_mm=up * k,
             mrd2_mm=down * k,
-            fissure_height_mm=(up + down) * k,
+            fissure_height_mm=height * k,
             fissure_width_mm=width * k,
-            superior_scleral_show_mm=max(0.0, up * k - r_mm),
-            inferior_scleral_show_mm=max(0.0, down * k - r_mm),
+            superior_scleral_show_mm=max(0.0, show_up),
+            inferior_scleral_show_mm=max(0.0, show_down),
             iris_center_px=(float(c[0]), float(c[1])),
             iris_radius_px=float(eye.iris_radius),
             iris_diameter_mm=2.0 * r_mm,
             gaze_h_deg=gaze_h,
             gaze_v_deg=gaze_v,
-            closed=not (up + down) / width >= min_open_ratio,
+            closed=not height / width >= min_open_ratio,
+            reference="reflex" if coaxial else "limbus",
+            mrd1_sd_mm=mm_sd(up, float(np.hypot(up_sd, ref_sd))),
+            mrd2_sd_mm=mm_sd(down, float(np.hypot(down_sd, ref_sd))),
+            fissure_height_sd_mm=mm_sd(height, float(np.hypot(up_sd, down_sd))),
+            fissure_width_sd_mm=mm_sd(width, LANDMARK_SD_PX * np.sqrt(2)),
+            superior_scleral_show_sd_mm=mm_sd(up - eye.iris_radius, float(np.hypot(up_sd, np.hypot(ref_sd, r_sd)))),
+            inferior_scleral_show_sd_mm=mm_sd(down - eye.iris_radius, float(np.hypot(down_sd, np.hypot(ref_sd, r_sd)))),
+            iris_diameter_sd_mm=mm_sd(2 * eye.iris_radius, 2 * r_sd),
+            gaze_h_sd_deg=gaze_sd,
+            gaze_v_sd_deg=gaze_sd,
+            reflex_px=None if reflex is None else (float(reflex[0]), float(reflex[1])),
+            reflex_offset_mm=None if reflex is None else (float((reflex - c) @ u * k), float((reflex - c) @ v * k)),
+            reflex_offset_sd_mm=None if reflex is None else float(np.hypot(ref_sd, centre_sd) * k),
         )
     binocular = None
     if "right" in out and "left" in out:
-        dh = out["left"].gaze_h_deg - out["right"].gaze_h_deg
-        dv = out["left"].gaze_v_deg - out["right"].gaze_v_deg
-        binocular = Binocular(dh, dv, prism_dioptres(dh), prism_dioptres(dv))
+        binocular = _binocular(out, eyes, k, fixation_distance_mm)
     return Measurements(scale, out, binocular, head_pose)
+
+
+def _binocular(out: dict[str, EyeMeasurements], eyes: dict[str, EyeLandmarks], mm_per_px: float,
+               fixation_distance_mm: float) -> Binocular:
+    """Deviation between the eyes, net of the convergence on the camera, and the Hirschberg reading."""
+    right, left = out["right"], out["left"]
+    ipd = float(np.linalg.norm(np.subtract(left.iris_center_px, right.iris_center_px))) * mm_per_px
+    convergence = float(2.0 * np.degrees(np.arctan(ipd / 2.0 / fixation_distance_mm)))
+    dh = left.gaze_h_deg - right.gaze_h_deg + convergence
+    dv = left.gaze_v_deg - right.gaze_v_deg
+    hirschberg = hirschberg_sd = None
+    if right.reflex_offset_mm is not None and left.reflex_offset_mm is not None:
+        # An eye turned out shows its reflex displaced nasally (toward the other eye: +u for the right
+        # eye, -u for the left), so the two nasal displacements add up to the divergence, less each
+        # eye's angle kappa. (Fixating the camera needs no correction: the reflex is of its own flash.)
+        nasal = right.reflex_offset_mm[0] - left.reflex_offset_mm[0]
+        kappa = 2.0 * prism_dioptres(ANGLE_KAPPA_DEG)
+        hirschberg = float(HIRSCHBERG_PD_PER_MM * nasal - kappa)
+        reflex_sd = float(np.hypot(right.reflex_offset_sd_mm, left.reflex_offset_sd_mm))
+        hirschberg_sd = float(np.hypot(HIRSCHBERG_PD_PER_MM * reflex_sd, np.sqrt(2) * prism_dioptres(ANGLE_KAPPA_SD_DEG)))
+    return Binocular(dh, dv, prism_dioptres(dh), prism_dioptres(dv),
+                     float(np.hypot(right.gaze_h_sd_deg, left.gaze_h_sd_deg)),
+                     float(np.hypot(right.gaze_v_sd_deg, left.gaze_v_sd_deg)),
+                     convergence, float(fixation_distance_mm), hirschberg, hirschberg_sd)
 
 
 def _canthal_mid(eye: EyeLandmarks) -> np.ndarray:

@@ -6,6 +6,7 @@ import pytest
 from digimask.pipeline.eyes.landmarks import EyeLandmarks, eyes_from_facemesh, facemesh
 from digimask.pipeline.eyes.measure import (
     EYE_ROTATION_RADIUS_MM,
+    FIXATION_DISTANCE_MM,
     HVID_MM,
     LIMBUS_AHEAD_MM,
     HeadPose,
@@ -86,9 +87,16 @@ def test_gaze_follows_the_iris_and_binocular_deviation() -> None:
     assert result.eyes["right"].gaze_h_deg == pytest.approx(expected)
     assert result.eyes["left"].gaze_h_deg == pytest.approx(left_h)
     assert result.eyes["left"].gaze_v_deg == pytest.approx(np.degrees(up))
-    assert result.binocular.horizontal_deg == pytest.approx(left_h - expected)
-    assert result.binocular.horizontal_pd == pytest.approx(prism_dioptres(left_h - expected))
+    # Net of the convergence of two eyes fixating a camera 1 m away: the iris centres are 94 px apart
+    # (45.8 mm), so each eye turns in by atan(22.9 / 1000).
+    ipd = np.hypot(94.0, 2.0) * MM
+    convergence = 2 * np.degrees(np.arctan(ipd / 2 / FIXATION_DISTANCE_MM))
+    assert result.binocular.convergence_deg == pytest.approx(convergence)
+    assert result.binocular.horizontal_deg == pytest.approx(left_h - expected + convergence)
+    assert result.binocular.horizontal_pd == pytest.approx(prism_dioptres(left_h - expected + convergence))
     assert result.binocular.vertical_deg > 0  # left eye higher
+    far = measure(eyes, fixation_distance_mm=1e9).binocular
+    assert far.horizontal_deg == pytest.approx(left_h - expected, abs=1e-4)
 
 
 @pytest.mark.parametrize("yaw, pitch", [(16.0, 0.0), (-20.0, 8.0), (0.0, -12.0)])
