@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "one output per accepted input into DIR, named after the input. Exit code 1 if any input was "
         "rejected; each rejection is printed with its reason.",
     )
-    p.add_argument("paths", nargs="+", type=Path, metavar="IMAGE_OR_DICOM")
+    p.add_argument("paths", nargs="+", type=Path, metavar="IMAGE_VIDEO_OR_DICOM")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
     p.add_argument("--preview", action="store_true", help="also write STEM.preview.png (original | mask)")
     p.add_argument("--config", type=Path, help="node configuration (TOML); required for DICOM inputs")
@@ -50,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "render",
         help="re-render a digital mask from stored parameters",
         description="Render the mask from a STEM.params.json file or from the DIGIMASK private block of a "
-        "masked DICOM file.",
+        "masked DICOM file. A clip (multi-frame, video) renders every frame: to OUT.mp4/.mov, or to one "
+        "OUT.NNNN.png per frame.",
     )
     r.add_argument("source", type=Path, metavar="PARAMS_JSON_OR_DICOM")
     r.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.png")
@@ -67,7 +68,7 @@ def run_mask(args: argparse.Namespace) -> int:
         log.error("no images or DICOM files found in %s", ", ".join(map(str, args.paths)))
         return 2
     args.output.mkdir(parents=True, exist_ok=True)
-    job = _Job(args.output, args.preview, args.renderer, args.config)
+    job = _Job(args.output, args.preview, args.renderer, args.config, not args.no_progress)
     workers = max(1, min(args.workers, len(inputs)))
     with ExitStack() as stack:
         if workers == 1:
@@ -95,8 +96,10 @@ class _Job:
     preview: bool
     renderer: str
     config: Path | None
+    progress: bool = False  # a progress bar per video (frames)
 
     def __call__(self, path: Path) -> str | None:
+        from digimask.pipeline.dicom.video import VIDEO_SUFFIXES
         from digimask.pipeline.mask.digital_mask import DigitalMask
 
         if ("masker", self.renderer) not in _state:
@@ -105,6 +108,10 @@ class _Job:
         try:
             if path.suffix.lower() in IMAGE_SUFFIXES:
                 _mask_image(path, self.out_dir, masker, self.preview)
+            elif path.suffix.lower() in VIDEO_SUFFIXES:
+                from digimask.commands.video import mask_video
+
+                mask_video(path, self.out_dir, masker, _video_options(self.config), self.progress)
             else:
                 key = ("processor", self.renderer, self.config)
                 if key not in _state:
@@ -142,6 +149,18 @@ def _processor(config: Path | None, masker):
     return Processor(settings, masker=masker)
 
 
+def _video_options(config: Path | None):
+    """The configuration's [video] section, or its defaults."""
+    from digimask.config.settings import ConfigError, Video, load
+
+    if config is None:
+        return Video()
+    try:
+        return load(config).video
+    except ConfigError as exc:
+        raise Quarantined(f"invalid configuration: {exc}") from None
+
+
 def _mask_dicom(path: Path, out_dir: Path, processor) -> None:
     from digimask.pipeline.process import process_file
 
@@ -156,6 +175,12 @@ def run_render(args: argparse.Namespace) -> int:
 
     try:
         params = _read_params(args.source)
+        from digimask.commands.video import read_clip, render_clip
+
+        clip = read_clip(args.source)
+        if clip is not None:
+            render_clip(params, *clip, args.output, args.renderer)
+            return 0
         image = render_params(params, args.renderer)
     except Quarantined as exc:
         print(f"cannot render {args.source}: {exc.reason}", file=sys.stderr)

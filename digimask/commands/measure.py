@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from digimask.commands.measure_video import is_clip_file, measure_clip_file
     from digimask.pipeline.errors import Quarantined
     from digimask.pipeline.eyes.analyse import AnalysisOptions, analyse
     from digimask.pipeline.eyes.quality import QualityThresholds
@@ -48,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
     for path in tqdm(inputs, desc="measure", unit="image", disable=args.no_progress or len(inputs) < 2,
                      file=sys.stderr):
         record: dict = {"path": str(path)}
+        if is_clip_file(path):  # videos and multi-frame DICOM: series and events (commands/measure_video.py)
+            options = AnalysisOptions(mode=args.mode, quality=QualityThresholds(multiple_faces=args.multiple_faces))
+            records.append(measure_clip_file(path, options, progress=not args.no_progress))
+            continue
         try:
             loaded = load(path)
             options = AnalysisOptions(
@@ -77,6 +82,11 @@ def format_table(records: list[dict]) -> str:
         name = Path(r["path"]).name[-28:]
         if r["status"] != "ok":
             lines.append(f"{name:28} {'rejected':8} {r['reason']}")
+            continue
+        if r["mode"] == "clip":
+            from digimask.commands.measure_video import summary_line
+
+            lines.append(f"{name:28} {'ok':8} {'clip':7} {summary_line(r)}")
             continue
         pose = r["head_pose"]
         pose_text = "/".join(f"{pose[k]:+.0f}" for k in ("yaw_deg", "pitch_deg", "roll_deg")) if pose else "-"

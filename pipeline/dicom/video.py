@@ -78,17 +78,18 @@ def iter_frames(source: bytes | Path, demuxer: str | None = None) -> Iterator[np
 
 
 class H264Writer:
-    """Encode RGB frames to H.264 (High Profile, Level 4.1, yuv420p) as they are written.
+    """Encode RGB frames to H.264 (High Profile, yuv420p) as they are written.
 
-    ``dest`` is a path (container from its suffix, e.g. ``.mp4``) or, with ``raw=True``, a binary file
-    that receives the bare Annex B byte stream (what DICOM's encapsulated Pixel Data holds).
+    ``dest`` is a path (container from its suffix, e.g. ``.mp4``; no audio, no metadata of the source) or,
+    with ``raw=True``, a binary file that receives the bare Annex B byte stream (what DICOM's encapsulated
+    Pixel Data holds: Level 4.1, so at most 1920x1080).
     """
 
     def __init__(self, dest: Path | BinaryIO, width: int, height: int, rate: Fraction, *, raw: bool = False,
                  crf: int = DEFAULT_CRF) -> None:
         if width % 2 or height % 2:
             raise Quarantined(f"video frame {width}x{height}: H.264 4:2:0 needs even rows and columns")
-        if ((width + 15) // 16) * ((height + 15) // 16) > MAX_LEVEL41_MACROBLOCKS:
+        if raw and ((width + 15) // 16) * ((height + 15) // 16) > MAX_LEVEL41_MACROBLOCKS:
             raise Quarantined(f"video frame {width}x{height} exceeds H.264 Level 4.1 (1920x1080)")
         self.frames = 0
         self._container = av.open(dest, mode="w", format="h264" if raw else None)
@@ -96,8 +97,8 @@ class H264Writer:
         self._stream = self._container.add_stream("libx264", rate=rate)
         self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, "yuv420p"
         # threads=1: x264's output is then the same bytes on every machine for the same frames
-        self._stream.options = {"crf": str(crf), "preset": "medium", "profile": "high", "level": "4.1",
-                                "threads": "1"}
+        self._stream.options = {"crf": str(crf), "preset": "medium", "profile": "high", "threads": "1",
+                                **({"level": "4.1"} if raw else {})}
         self._stream.codec_context.time_base = 1 / rate
 
     def write(self, rgb: np.ndarray) -> None:
