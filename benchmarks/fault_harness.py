@@ -11,6 +11,8 @@ real DCMTK storescu, pynetdicom (raw sends) and Orthanc on 127.0.0.1. Prints the
    quarantined with a reason, the node stays up, and of what reaches the PACS none holds original
    pixels or a planted PHI string, and each is dciodvfy-clean.
 4. Concurrent associations (storescu processes at once): all arrive.
+5. Held-out inputs: pydicom's test files as they are and relabelled Secondary Capture: clear statuses,
+   and what is forwarded holds none of their identifying values or pixels and is dciodvfy-clean.
 
 Usage: .venv/bin/python benchmarks/fault_harness.py [--full]   (default: a small run; the test suite runs
 ``SMALL`` through tests/soak/test_fault_harness.py; ``--full`` is 1,000 stores, a 10-minute outage,
@@ -84,6 +86,13 @@ class Figures:
     associations: int = 0
     concurrent_sent: int = 0
     concurrent_arrived: int = 0
+    held_out: int = 0  # pydicom's own test files, as they are and relabelled Secondary Capture
+    held_out_statuses: dict[str, int] = field(default_factory=dict)
+    held_out_unclear: int = 0
+    held_out_forwarded: int = 0
+    held_out_phi_forwarded: int = 0
+    held_out_original_pixels: int = 0
+    held_out_dciodvfy_failures: int = 0
 
 
 # -- the mutator -------------------------------------------------------------------------------------
@@ -322,6 +331,70 @@ class Harness:
         fig.concurrent_arrived = len(self.orthanc.instances()) - before
 
 
+    def held_out(self) -> None:
+        """Inputs the mutator never saw: pydicom's test files (most of other SOP classes: refused), and the
+        same headers relabelled Secondary Capture so that the de-identifier and encoder meet them."""
+        import pydicom.data
+
+        fig = self.figures
+        folder = self.root / "held_out"
+        folder.mkdir()
+        sources = sorted(p for p in (Path(pydicom.data.__file__).parent / "test_files").rglob("*") if p.is_file())
+        paths, phi, pixels = [], set(), []
+        for i, src in enumerate(sources):
+            paths.append(src)
+            try:
+                ds = pydicom.dcmread(src, force=True)
+                for kw in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "InstitutionName",
+                           "ReferringPhysicianName", "OperatorsName", "StudyInstanceUID", "SOPInstanceUID"):
+                    value = str(ds.get(kw, "") or "")
+                    if len(value) >= 6:
+                        phi.add(value)
+                try:
+                    pixels.append(np.asarray(ds.pixel_array))
+                except Exception:
+                    pass
+                ds.SOPClassUID = f.SC
+                ds.file_meta.MediaStorageSOPClassUID = f.SC
+                ds.file_meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID") or pydicom.uid.generate_uid()
+                if "TransferSyntaxUID" not in ds.file_meta:
+                    ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian if ds.original_encoding[0] \
+                        else pydicom.uid.ExplicitVRLittleEndian
+                relabelled = folder / f"{i}.dcm"
+                ds.save_as(relabelled, enforce_file_format=True)
+                paths.append(relabelled)
+            except Exception:  # a file pydicom itself cannot rewrite: sent only as it is
+                pass
+        before = self.arrived()
+        statuses = send_raw(self.port, paths)
+        fig.held_out = len(statuses)
+        fig.held_out_statuses = {("none" if c is None else "unsendable" if c < 0 else f"0x{c:04X}"): n
+                                 for c, n in Counter(statuses).items()}
+        fig.held_out_unclear = sum(1 for c in statuses if c is None or (c >= 0 and c not in CLEAR))
+        wait_for(lambda: self.store.counts().get("received", 0) + self.store.counts().get("processing", 0) == 0,
+                 600, "the pipeline to settle", 1)
+        time.sleep(5)  # the last deliveries
+        out_dir = self.root / "held_out_forwarded"
+        out_dir.mkdir()
+        for oid in self.orthanc.instances():
+            raw = self.orthanc.file(oid)
+            ds = pydicom.dcmread(io.BytesIO(raw))
+            if str(ds.SOPInstanceUID) in before:
+                continue
+            fig.held_out_forwarded += 1
+            text = "\n".join(str(e.value) for e in ds.iterall() if e.VR not in ("OB", "OW", "SQ", "UN"))
+            fig.held_out_phi_forwarded += any(v in text for v in phi)
+            try:
+                out = ds.pixel_array
+                fig.held_out_original_pixels += any(o.shape == out.shape and np.array_equal(o, out) and o.std() > 0
+                                                    for o in pixels)
+            except Exception:
+                pass
+            target = out_dir / f"{oid}.dcm"
+            target.write_bytes(raw)
+            fig.held_out_dciodvfy_failures += bool(dciodvfy_errors(target))
+
+
 def run(sizes: Sizes, root: Path) -> Figures:
     h = Harness(root, sizes)
     try:
@@ -329,6 +402,7 @@ def run(sizes: Sizes, root: Path) -> Figures:
         h.pacs_outage()
         h.concurrent()
         h.fuzz()
+        h.held_out()
     finally:
         h.close()
     return h.figures

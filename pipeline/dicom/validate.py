@@ -19,6 +19,10 @@ from pydicom.pixels.utils import get_expected_length
 from pydicom.sequence import Sequence
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
+# Type 2C attributes of every accepted IOD, required (empty is allowed) unless the other attribute is sent:
+# General Series Laterality (paired body parts; Image Laterality stands in), General Image Patient
+# Orientation (Image Orientation (Patient) stands in)
+_TYPE_2C_EMPTY = {"Laterality": "ImageLaterality", "PatientOrientation": "ImageOrientationPatient"}
 _IMAGE_PIXEL = ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "PhotometricInterpretation")
 
 
@@ -36,6 +40,15 @@ def check_received(path: Path, sop_class_uid: str, sop_instance_uid: str) -> Unu
     """Parse the header of a received file (pixel data is only measured, not read) and check it is usable:
     complete, with the SOP Class/Instance UIDs of the C-STORE request, and pixel data as long as Rows x
     Columns x Samples x Frames x Bits Allocated say (native), or present (encapsulated)."""
+    try:
+        return _check(path, sop_class_uid, sop_instance_uid)
+    except OSError:
+        raise
+    except Exception as exc:  # values of a type pydicom did not expect: never usable, never a crash
+        return Unusable(False, f"unreadable dataset ({type(exc).__name__})")
+
+
+def _check(path: Path, sop_class_uid: str, sop_instance_uid: str) -> Unusable | None:
     size = path.stat().st_size
     try:
         with warnings.catch_warnings():
@@ -75,7 +88,7 @@ def _check_pixels(ds: Dataset, size: int) -> Unusable | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            expected = get_expected_length(ds, unit="bytes")
+            expected = int(get_expected_length(ds, unit="bytes"))
     except Exception as exc:  # non-numeric or absurd image attributes
         return Unusable(True, f"image pixel attributes not usable ({type(exc).__name__})")
     if pixels.length < expected or pixels.length > expected + 1:  # + 1: padding to an even length
@@ -99,6 +112,9 @@ def complete_output(ds: Dataset) -> None:
         elif attr_type == "2" and elem is None:
             vr = dictionary_VR(tag)
             ds.add(DataElement(tag, vr, Sequence() if vr == "SQ" else None))
+    for keyword, unless in _TYPE_2C_EMPTY.items():  # conditions the tables cannot express
+        if keyword not in ds and unless not in ds:
+            setattr(ds, keyword, "")
     if missing:
         raise Quarantined(f"output lacks Type 1 attribute(s) of its IOD: {', '.join(missing)}")
 

@@ -25,3 +25,5 @@ def test_fault_harness_small(tmp_path) -> None:
     assert fig.forwarded > 0 and fig.original_pixels_forwarded == 0 and fig.planted_phi_forwarded == 0
     assert fig.dciodvfy_failures == 0
     assert fig.concurrent_arrived == fig.concurrent_sent == fault_harness.SMALL.associations * fault_harness.SMALL.per_association
+    assert fig.held_out > 100 and fig.held_out_unclear == 0 and fig.held_out_forwarded > 0
+    assert fig.held_out_phi_forwarded == 0 and fig.held_out_original_pixels == 0 and fig.held_out_dciodvfy_failures == 0
