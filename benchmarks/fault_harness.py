@@ -212,9 +212,9 @@ class Harness:
         thresholds = sorted(self.rng.sample(range(1, s.stores), s.kills))
         remaining, kills = list(files), 0
         while remaining:
+            log = (self.root / "storescu.log").open("w+")  # a file, not a pipe: -v output would fill a pipe and block
             sender = subprocess.Popen(["storescu", "-v", "-aet", "STORESCU", "-aec", "DIGIMASK", "127.0.0.1", str(self.port),
-                                       *map(str, remaining)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                      env=PEER_ENV)
+                                       *map(str, remaining)], stdout=log, stderr=subprocess.STDOUT, env=PEER_ENV)
             if kills < len(thresholds):
                 try:
                     wait_for(lambda: sum(self.store.counts().values()) >= thresholds[kills], 120, "a kill threshold", 0.005)
@@ -222,8 +222,10 @@ class Harness:
                     pass
                 self.node.kill(signal.SIGKILL)
                 kills += 1
-            out, _ = sender.communicate(timeout=600)
-            acked = out.count("Received Store Response (Success)")
+            sender.wait(timeout=600)
+            log.seek(0)
+            acked = log.read().count("Received Store Response (Success)")
+            log.close()
             remaining = remaining[acked:]
             if self.node.proc is None:
                 self.node.start()
