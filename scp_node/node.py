@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import signal
 import socket
 import tempfile
 import threading
@@ -82,6 +83,10 @@ def run_pipeline(settings: Settings, stop: EventType, parent: int, verbose: bool
     It runs apart from the SCP process so that CPU-bound masking never holds the GIL that the
     association threads need: intake latency stays that of the network edge alone.
     """
+    # a signal to the whole process group (systemd, timeout, kill -- -PGID) must not end this process
+    # while it waits on ``stop``: the parent's Event.set() would then block for ever in notify()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(verbose)
     store = open_store(settings)
     local_stop = threading.Event()
