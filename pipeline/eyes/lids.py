@@ -9,12 +9,12 @@ along s (smoothed, scaled to the iris so an enlarged photo scores alike):
 * lower lid: globe onto the lid going down, either sign of the luma gradient (the sclera is brighter
   than the lid, the iris darker), and over the iris the red channel's rise (the lid is bright in red).
 
-The margin is the seed lid plus a smooth correction (a quadratic in t that tapers to zero at the canthi)
+The margin is the seed lid plus a smooth correction (a quartic in t that vanishes at the canthi)
 chosen to maximise the mean edge score along it: one contour for the whole lid, in the spirit of
 Daugman's integro-differential operator, so the columns agree on one edge (the lash line's lower
-boundary, say) instead of each taking its own strongest. Each column's score is normalised to its own
-maximum, so a glint's rim (masked) or one dark lash cannot outvote the others. The canthi stay the
-landmark model's.
+boundary, say) instead of each taking its own strongest. Scores are compressed, 2 s / (s + m) with m the
+median column's best edge, so one dark lash or a glint's rim (masked anyway) cannot outvote the others.
+The canthi stay the landmark model's.
 """
 from __future__ import annotations
 
@@ -31,10 +31,10 @@ from digimask.pipeline.eyes.profiles import (
 from scipy.optimize import minimize
 
 COLUMNS = np.linspace(0.1, 0.9, 25)  # column positions, fraction of the canthus-to-canthus span
-BAND = 0.6  # search half-width around the seed lid, iris radii (at least MIN_BAND_PX)
+BAND = 0.4  # search half-width around the seed lid, iris radii (at least MIN_BAND_PX)
 MIN_BAND_PX = 2.0
 MIN_COLUMNS = 5  # columns with an edge the contour can follow
-MIN_SCORE = 0.35  # mean normalised edge score along the fitted contour below this: no margin edge found
+MIN_SCORE = 0.35  # mean compressed edge score along the fitted contour below this: no margin edge found
 
 
 class CanthalFrame:
@@ -63,21 +63,20 @@ class CanthalFrame:
         return np.interp(t, lt[order], ls[order], left=np.nan, right=np.nan)
 
 
-def _taper(t: np.ndarray) -> np.ndarray:
-    return 1.0 - (2.0 * np.asarray(t) - 1.0) ** 6
-
-
 def _basis(t: np.ndarray) -> np.ndarray:
+    """Corrections that vanish at the canthi: (1 - x^2) (1, x, x^2), x = 2t - 1 (a higher or lower apex,
+    a lid peaked toward one canthus, a flatter or rounder lid)."""
     x = 2.0 * np.asarray(t) - 1.0
-    return np.stack([np.ones_like(x), x, x * x], axis=-1) * _taper(t)[..., None]
+    return np.stack([np.ones_like(x), x, x * x], axis=-1) * (1.0 - x * x)[..., None]
 
 
 def edge_scores(
     planes: Channels, frame: CanthalFrame, seed_s: np.ndarray, t: np.ndarray, upper: bool,
     iris_t: tuple[float, float], radius: float, glints: tuple[np.ndarray, tuple[int, int]],
+    other_s: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets from the seed lid (the band, px) and per column the edge score there, each column scaled to
-    its maximum (0 where there is no edge of the right sign, at glints, and on columns off the lid)."""
+    """Offsets from the seed lid (the band, px) and per column the compressed edge score there (1 at the
+    median column's best edge; 0 where there is no edge of the right sign, at glints, off the lid)."""
     band = max(BAND * radius, MIN_BAND_PX)
     steps = np.arange(-band, band + 1e-9, PROFILE_STEP_PX)
     ok = np.isfinite(seed_s)
@@ -100,13 +99,20 @@ def edge_scores(
     points = frame.to_image(np.repeat(t, len(steps)), (np.where(ok, seed_s, 0.0)[:, None] + steps[None]).ravel())
     score[in_mask(glints, points).reshape(score.shape)] = 0.0
     score[~ok] = 0.0
-    peak = score.max(axis=1, keepdims=True)
-    return steps, np.where(peak > 0, score / np.where(peak > 0, peak, 1.0), 0.0)
+    if other_s is not None:  # each lid's edges stay on its side of the opening (near the canthi both are close)
+        mid = (seed_s + other_s)[:, None] / 2.0
+        offset = np.where(ok, seed_s, 0.0)[:, None] + steps[None]
+        score[(offset < mid) if upper else (offset > mid)] = 0.0
+    # One scale for all columns (the typical column's best edge), compressed so that no column (one dark
+    # lash, a glint's rim) outvotes the others, yet monotone so each column's peak stays where it is.
+    peaks = score.max(axis=1)
+    top = float(np.median(peaks[peaks > 0])) if (peaks > 0).any() else 1.0
+    return steps, 2.0 * score / (score + top)
 
 
 def fit_margin(
     planes: Channels, eye: EyeLandmarks, frame: CanthalFrame, seed: np.ndarray, upper: bool,
-    iris_centre: np.ndarray, radius: float,
+    iris_centre: np.ndarray, radius: float, other: np.ndarray | None = None,
 ) -> tuple[np.ndarray, FitQuality]:
     """One lid margin: points on the fitted curve at the seed points' positions along the canthal axis."""
     t = COLUMNS
@@ -114,24 +120,37 @@ def fit_margin(
     ct, _ = frame.to_ts(iris_centre[None])
     half = radius / frame.length
     glints = glint_mask(planes.luma, iris_centre, radius)
-    steps, score = edge_scores(planes, frame, seed_s, t, upper, (ct[0] - half, ct[0] + half), radius, glints)
+    other_s = None if other is None else frame.height(other, t)
+    steps, score = edge_scores(planes, frame, seed_s, t, upper, (ct[0] - half, ct[0] + half), radius, glints,
+                               other_s)
     live = score.max(axis=1) > 0
     name = "upper" if upper else "lower"
     if live.sum() < MIN_COLUMNS:
         return seed.copy(), FitQuality(False, int(live.sum()), reason=f"{name} lid margin: {int(live.sum())} "
                                        f"columns with an edge (need {MIN_COLUMNS})")
-    basis = _basis(t)
+    basis = _basis(t)[live]
+    rows = score[live]
     band = steps[-1]
 
-    def mean_score(c: np.ndarray) -> float:
-        d = basis @ c
-        return float(np.mean([np.interp(x, steps, row, left=0.0, right=0.0) for x, row in zip(d[live], score[live])]))
+    def mean_score(c: np.ndarray) -> np.ndarray:
+        """Mean score along the contours seed + basis @ c, for coefficient rows c (k, 3)."""
+        x = (basis @ np.atleast_2d(c).T - steps[0]) / PROFILE_STEP_PX  # (columns, k), fractional index
+        i = np.floor(x).astype(int)
+        inside = (i >= 0) & (i < len(steps) - 1)
+        i = np.clip(i, 0, len(steps) - 2)
+        f = x - i
+        col = np.arange(len(rows))[:, None]
+        value = rows[col, i] * (1 - f) + rows[col, i + 1] * f
+        return np.where(inside, value, 0.0).mean(axis=0)
 
-    # coarse: a uniform shift over the band; then offset, tilt and curvature together
-    shifts = steps[::2]
-    c0 = float(shifts[int(np.argmax([mean_score(np.array([x, 0.0, 0.0])) for x in shifts]))])
-    res = minimize(lambda c: -mean_score(c), np.array([c0, 0.0, 0.0]), method="Powell",
-                   bounds=[(-band, band), (-band, band), (-band, band)], options={"xtol": 0.02, "ftol": 1e-4})
+    # coarse: apex and flattening on a grid over the band (the seed's error is mostly a too high or too
+    # low, too flat or too round lid); then with the tilt too
+    grid = np.arange(-band, band + 1e-9, 2 * PROFILE_STEP_PX)
+    c0, c2 = (a.ravel() for a in np.meshgrid(grid, grid))
+    candidates = np.column_stack([c0, np.zeros_like(c0), c2])
+    start = candidates[int(np.argmax(mean_score(candidates)))]
+    res = minimize(lambda c: -float(mean_score(c)[0]), start, method="Powell",
+                   options={"xtol": 0.02, "ftol": 1e-4})
     best = res.x
     quality_score = -float(res.fun)
     if quality_score < MIN_SCORE:
@@ -140,10 +159,10 @@ def fit_margin(
     # Scatter: each column's own peak near the contour (within a radius of the smoothing) against it.
     d = basis @ best
     near = []
-    for j in np.flatnonzero(live):
+    for j, row in enumerate(rows):
         window = np.abs(steps - d[j]) <= 2 * smoothing_px(radius)
-        if window.any() and score[j, window].max() > 0.5:
-            near.append(steps[window][int(np.argmax(score[j, window]))] - d[j])
+        if window.any() and row[window].max() > 0.5:
+            near.append(steps[window][int(np.argmax(row[window]))] - d[j])
     near = np.asarray(near)
     rms = float(np.sqrt(np.mean(near**2))) if near.size else float("nan")
     sd = float(max(rms, PROFILE_STEP_PX) / np.sqrt(max(near.size / 3.0, 1.0)))  # ~3 columns per smoothing width
@@ -158,6 +177,7 @@ def fit_lids(
 ) -> tuple[np.ndarray, np.ndarray, FitQuality, FitQuality]:
     """Upper and lower margins of ``eye`` (seeded by its landmark lids), with their fit qualities."""
     frame = CanthalFrame(eye, v)
-    upper, uq = fit_margin(planes, eye, frame, np.asarray(eye.upper_lid, float), True, iris_centre, radius)
-    lower, lq = fit_margin(planes, eye, frame, np.asarray(eye.lower_lid, float), False, iris_centre, radius)
+    seeds = np.asarray(eye.upper_lid, float), np.asarray(eye.lower_lid, float)
+    upper, uq = fit_margin(planes, eye, frame, seeds[0], True, iris_centre, radius, seeds[1])
+    lower, lq = fit_margin(planes, eye, frame, seeds[1], False, iris_centre, radius, seeds[0])
     return upper, lower, uq, lq

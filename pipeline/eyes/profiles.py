@@ -16,7 +16,7 @@ from scipy.ndimage import (
 
 PROFILE_STEP_PX = 0.25  # sample spacing along a profile, image pixels
 PROFILE_SIGMA_PX = 0.6  # smoothing along a profile (the photos' own blur is 1-2 px), image pixels
-SIGMA_RADII = 0.1  # profile smoothing on larger eyes, iris radii
+SIGMA_RADII = 0.04  # profile smoothing on larger eyes, iris radii
 GLINT_SIZE = 0.5  # a glint is a bright spot smaller than this, iris radii (top-hat window)
 GLINT_CONTRAST = 30.0  # grey levels above its surroundings
 
