@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Literal
 
@@ -30,6 +31,7 @@ def process_one(store: Store, processor: Processor, item: Claimed,
     pre-assigned subjects, refreshed first; the patient and study pseudonymised are recorded in it."""
     if lookup is not None:
         lookup.refresh()  # outside the try: a database error here is retried, never quarantined
+    started = time.perf_counter()
     try:
         ds = read(item.path)
         done = processor.process(ds, item.calling_ae, item.called_ae)
@@ -41,10 +43,11 @@ def process_one(store: Store, processor: Processor, item: Claimed,
     except Exception as exc:  # a bug must not lose the instance or stop the worker
         log.error("internal error on instance %s (%s)", item.id, failure(exc))
         return "quarantined" if store.quarantine(item, f"internal error: {failure(exc)}") else "lost"
+    seconds = time.perf_counter() - started  # read, de-identify, decode, mask, encode: the console's histogram
     notes = ", ".join(f"{k}={v}" for k, v in done.notes.items())
     if not store.processed(item, buf.getvalue(), done.destinations, pseudo_uid=str(done.dataset.SOPInstanceUID),
                            sop_class_uid=str(done.dataset.SOPClassUID), pseudo_patient_id=done.pseudo_patient_id,
-                           detail=f"masker={processor.masker.name}" + (f"; {notes}" if notes else "")):
+                           detail=f"masker={processor.masker.name}; seconds={seconds:.3f}" + (f"; {notes}" if notes else "")):
         return "lost"
     if lookup is not None:
         try:

@@ -74,6 +74,19 @@ def processing_seconds(store: Store) -> list[float]:
     return [max(0.0, (b - a).total_seconds()) for a, b in pairs]
 
 
+def masking_seconds(store: Store) -> list[float]:
+    """The worker's own time per processed instance (read, de-identify, decode, mask, encode), from the
+    ``seconds=`` its "deidentified+masked" event records."""
+    with store.sessions() as s:
+        details = s.scalars(select(Event.detail).where(Event.state == "deidentified+masked")).all()
+    out = []
+    for detail in details:
+        for part in (detail or "").split("; "):
+            if part.startswith("seconds="):
+                out.append(float(part.removeprefix("seconds=")))
+    return out
+
+
 def delete_quarantined(store: Store, iid: int, reason: str, by: str) -> bool:
     """Delete a quarantined instance's original for good (it stays listed, with the reason, as deleted).
     False if it is not in quarantine or its original is already gone."""

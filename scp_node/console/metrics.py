@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from digimask.storage.models import State
 from digimask.storage.overview import (
     delivery_counts,
+    masking_seconds,
     processing_seconds,
     quarantine_reasons,
 )
@@ -38,11 +39,15 @@ class NodeCollector(Collector):
         for reason, n in sorted(quarantine_reasons(self.store).items()):
             g.add_metric([reason[:120]], n)
         yield g
-        times = processing_seconds(self.store)
-        cumulative = [(str(b), sum(t <= b for t in times)) for b in BUCKETS] + [("+Inf", len(times))]
-        yield HistogramMetricFamily("digimask_processing_seconds",
-                                    "Receipt to masked output per instance (de-identification, masking, queue wait)",
-                                    buckets=cumulative, sum_value=sum(times))
+        yield _histogram("digimask_processing_seconds", "Receipt to masked output per instance (queue wait included)",
+                         processing_seconds(self.store))
+        yield _histogram("digimask_masking_seconds", "Worker time per instance: read, de-identify, decode, mask, encode",
+                         masking_seconds(self.store))
+
+
+def _histogram(name: str, documentation: str, times: list[float]) -> HistogramMetricFamily:
+    cumulative = [(str(b), sum(t <= b for t in times)) for b in BUCKETS] + [("+Inf", len(times))]
+    return HistogramMetricFamily(name, documentation, buckets=cumulative, sum_value=sum(times))
 
 
 def registry(store: Store) -> CollectorRegistry:

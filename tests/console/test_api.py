@@ -115,6 +115,10 @@ def test_roles_quarantine_release_delete_and_metrics(kind, small_face, start_con
             assert m[("digimask_deliveries", (("destination", "ORTHANC"), ("state", "done")))] == 1
             assert m[("digimask_quarantined", (("reason", "no routing rule matched"),))] == 1
             assert m[("digimask_processing_seconds_count", ())] == 1
+            masked_event = next(e for e in viewer.get(f"/api/v1/instances/{a}").json()["events"] if e["state"] == "deidentified+masked")
+            worker_s = float(masked_event["detail"].split("seconds=")[1].split(";")[0])
+            assert m[("digimask_masking_seconds_count", ())] == 1 and m[("digimask_masking_seconds_sum", ())] == pytest.approx(worker_s)
+            assert 0 < worker_s <= m[("digimask_processing_seconds_sum", ())]  # the worker's part of receipt-to-mask
             status = viewer.get("/api/v1/status").json()
             assert status["instances"] == {"done": 1, "quarantined": 1} and status["deliveries"] == {"ORTHANC": {"done": 1}}
             assert status["rates_per_minute"]["5m"]["received"] == pytest.approx(2 / 5)
