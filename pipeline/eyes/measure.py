@@ -310,7 +310,11 @@ def _binocular(out: dict[str, EyeMeasurements], eyes: dict[str, EyeLandmarks], m
     dh = left.gaze_h_deg - right.gaze_h_deg + convergence
     dv = left.gaze_v_deg - right.gaze_v_deg
     hirschberg = hirschberg_sd = None
-    if right.reflex_offset_mm is not None and left.reflex_offset_mm is not None:
+
+    def coaxial(m: EyeMeasurements) -> bool:  # a reflex of a light at the camera: not far above or below
+        return m.reflex_offset_mm is not None and abs(m.reflex_offset_mm[1]) <= REFLEX_MRD_MAX_OFFSET * m.iris_diameter_mm / 2
+
+    if coaxial(right) and coaxial(left):
         # An eye turned out shows its reflex displaced nasally (toward the other eye: +u for the right
         # eye, -u for the left), so the two nasal displacements add up to the divergence, less each
         # eye's angle kappa. (Fixating the camera needs no correction: the reflex is of its own flash.)
