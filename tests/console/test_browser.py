@@ -53,17 +53,16 @@ def test_sign_in_quarantine_release_delivered(browser, small_face, start_console
     try:
         config, port, cport = console_config(tmp_path / "node", orthanc.dicom_port, routes=ROUTE_NONE)
         add_user(config, "otto", "operator", monkeypatch, capsys)
+        add_user(config, "pia", "privacy", monkeypatch, capsys)
         console = start_console(config, port, cport)
         browser.get(console.url)
         assert browser.find_element(By.ID, "signin")
-        browser.find_element(By.ID, "name").send_keys("otto")
+        browser.find_element(By.ID, "name").send_keys("otto")  # first a wrong password
         browser.find_element(By.ID, "password").send_keys("wrong password")
         browser.find_element(By.ID, "signin").click()
         assert "Wrong user name or password" in browser.page_source
         shot("1-login-refused")
-        browser.find_element(By.ID, "name").send_keys("otto")
-        browser.find_element(By.ID, "password").send_keys(PASSWORD)
-        browser.find_element(By.ID, "signin").click()
+        sign_in(browser, By, "otto")
         assert "otto (operator)" in browser.page_source
 
         assert storescu(port, sent).returncode == 0
@@ -75,6 +74,16 @@ def test_sign_in_quarantine_release_delivered(browser, small_face, start_console
         assert browser.find_element(By.ID, "reason").text == "no routing rule matched"
         shot("3-quarantined-instance")
         instance_url = browser.current_url
+        assert not browser.find_elements(By.PARTIAL_LINK_TEXT, "Show the original")  # not for an operator
+
+        sign_in(browser, By, "pia")  # the privacy role: the original, while it is retained, audited
+        browser.get(instance_url)
+        browser.find_element(By.PARTIAL_LINK_TEXT, "Show the original").click()
+        img = browser.find_element(By.CSS_SELECTOR, "figure img")
+        wait_for(lambda: browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) == 128,
+                 10, "the original preview to load")
+        browser.save_screenshot(str(SHOTS / "3b-original-privacy.png"))  # identifiable by design: not grepped
+        sign_in(browser, By, "otto")
 
         console.stop()  # the administrator fixes the routing rule and restarts the node; the session survives
         config.write_text(config.read_text().replace(ROUTE_NONE, '[[routes]]\nname = "all"\n'))
@@ -92,11 +101,27 @@ def test_sign_in_quarantine_release_delivered(browser, small_face, start_console
         history = browser.find_element(By.ID, "history").text
         assert "released" in history and "forwarded ORTHANC" in history and "console: release otto" in history
         shot("4-delivered")
+        pseudonym = browser.find_element(By.XPATH, "//th[text()='Pseudonymous patient']/following-sibling::td").text
         browser.find_element(By.LINK_TEXT, "Audit").click()
-        assert "release" in browser.find_element(By.ID, "audit").text
+        audit = browser.find_element(By.ID, "audit").text
+        assert "otto 127.0.0.1 release" in audit and "pia 127.0.0.1 view original" in audit
         shot("5-audit")
+        sign_in(browser, By, "pia")
+        browser.get(f"{console.url}/lookup?pseudonym={pseudonym}")
+        assert f.read(sent[0]).PatientID in browser.find_element(By.ID, "found").text  # the privacy role's explicit look-up
+        browser.save_screenshot(str(SHOTS / "6-lookup-privacy.png"))
         for text in pages:
             for value in phi:
                 assert value not in text, f"{value!r} shown in the console"
     finally:
         orthanc.stop()
+
+
+def sign_in(browser, By, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Sign out whoever is signed in, then sign in as ``name`` through the login form."""
+    if browser.find_elements(By.CSS_SELECTOR, "form.who button"):
+        browser.find_element(By.CSS_SELECTOR, "form.who button").click()
+    browser.find_element(By.ID, "name").send_keys(name)
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    browser.find_element(By.ID, "signin").click()
+    assert f"{name} (" in browser.find_element(By.CSS_SELECTOR, "form.who span").text
