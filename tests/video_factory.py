@@ -102,3 +102,11 @@ def multiframe_sc(name: str, frames: list[np.ndarray], rate: float | None = 30.0
         _cine(ds, len(frames), rate)
     ds.PixelData = np.ascontiguousarray(np.stack(frames)).tobytes()
     return ds
+
+
+def multiframe_op(name: str, frames: list[np.ndarray], rate: float = 30.0) -> Dataset:
+    """Ophthalmic Photography 8 Bit with several frames (a camera's burst), uncompressed RGB, Cine timing."""
+    ds = f.op8(name, frames[0])
+    _cine(ds, len(frames), rate)
+    ds.PixelData = np.ascontiguousarray(np.stack(frames)).tobytes()
+    return ds

@@ -261,12 +261,13 @@ def clip8(face) -> list[np.ndarray]:
     return drifting(face, 8, seed=6)
 
 
-@pytest.mark.parametrize("kind", ["h264", "mpeg2", "multiframe_sc"])
+@pytest.mark.parametrize("kind", ["h264", "mpeg2", "multiframe_sc", "multiframe_op"])
 def test_clip_instances_through_the_pipeline(kind, clip8, tmp_path) -> None:
     require("dciodvfy")
     source = {"h264": lambda: vf.video_photographic("v", clip8),
               "mpeg2": lambda: vf.video_photographic("v", clip8, codec="mpeg2video"),
-              "multiframe_sc": lambda: vf.multiframe_sc("v", clip8)}[kind]()
+              "multiframe_sc": lambda: vf.multiframe_sc("v", clip8),
+              "multiframe_op": lambda: vf.multiframe_op("v", clip8)}[kind]()
     path = f.save(source, tmp_path / "in.dcm")
     assert dciodvfy_errors(path) == []
     proc = Processor(settings())
@@ -286,7 +287,7 @@ def test_clip_instances_through_the_pipeline(kind, clip8, tmp_path) -> None:
     frames = private_block.read_frames(back)
     assert (schema, masker_name, frames.values.shape) == (PARAMS_SCHEMA, "digital_mask", (8, 36))
     rendered = [render_params(p) for p in series_params(params, frames)]  # from the block alone
-    if kind == "multiframe_sc":
+    if kind.startswith("multiframe"):
         assert back.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
         assert np.array_equal(np.stack(rendered), back.pixel_array)
         return
