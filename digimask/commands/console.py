@@ -152,7 +152,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="import FILE: CSV original_patient_id,subject_id[,subject_name]; export FILE "
                                    "--key-file KEY: the whole map, encrypted (KEY is created if missing); show PSEUDONYM; "
                                    "decrypt FILE --key-file KEY")
-    p.set_defaults(func=cmd_lookup)
     p.add_argument("action", choices=["import", "export", "show", "decrypt"])
     p.add_argument("target", help="a file (import, export, decrypt) or a pseudonym (show)")
     p.add_argument("--key-file", type=Path, help="the privacy officer's export key (export, decrypt)")

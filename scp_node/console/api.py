@@ -2,11 +2,20 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from cryptography.fernet import InvalidToken
 from digimask.scp_node.console import ops
-from digimask.scp_node.console.auth import COOKIE, Login, address, ctx, login, needs
+from digimask.scp_node.console.auth import (
+    Login,
+    address,
+    ctx,
+    login,
+    logout,
+    needs,
+    set_session_cookie,
+)
 from digimask.storage.accounts import Principal
 from digimask.storage.lookup import LookupImportError
 from digimask.storage.models import Role, Send, State
@@ -54,23 +63,13 @@ def api_login(body: Credentials, request: Request, response: Response) -> dict[s
         raise HTTPException(429, "too many failed logins; wait and try again")
     if result is Login.REFUSED or secret is None or who is None:
         raise HTTPException(401, "wrong user name or password")
-    set_session_cookie(request, response, secret)
+    set_session_cookie(c, response, secret)
     return {"name": who.name, "role": who.role.value}
-
-
-def set_session_cookie(request: Request, response: Response, secret: str) -> None:
-    c = ctx(request)
-    response.set_cookie(COOKIE, secret, max_age=int(c.settings.console.session_lifetime_s), httponly=True,
-                        samesite="strict", secure=c.settings.console.tls is not None)
 
 
 @router.post("/logout")
 def api_logout(request: Request, response: Response, who: Viewer) -> dict[str, str]:
-    secret = request.cookies.get(COOKIE)
-    if secret:
-        ctx(request).accounts.close_session(secret)
-    ctx(request).accounts.audit(who.name, "logout", address=address(request))
-    response.delete_cookie(COOKIE)
+    logout(request, response, who)
     return {"signed_out": who.name}
 
 
@@ -192,7 +191,7 @@ def lookup_show(pseudonym: str, request: Request, who: Privacy) -> list[dict[str
     rows = ops.lookup_show(ctx(request), who, pseudonym, address(request))
     if not rows:
         raise HTTPException(404, "no such pseudonym in the map")
-    return [r.__dict__ for r in rows]
+    return [asdict(r) for r in rows]
 
 
 @router.post("/lookup/export", response_class=Response, responses={200: {"content": {"application/octet-stream": {}}}})

@@ -8,7 +8,7 @@ from enum import Enum
 from digimask.scp_node.console.context import ConsoleContext
 from digimask.storage.accounts import Principal
 from digimask.storage.models import Role
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Request, Response
 
 COOKIE = "digimask_session"
 
@@ -53,6 +53,21 @@ def login(c: ConsoleContext, name: str, password: str, addr: str | None) -> tupl
     secret = c.accounts.open_session(user, limits.session_lifetime_s)
     c.accounts.audit(user.name, "login", address=addr)
     return Login.OK, secret, Principal(user.name, Role(user.role), "session")
+
+
+def set_session_cookie(c: ConsoleContext, response: Response, secret: str) -> None:
+    response.set_cookie(COOKIE, secret, max_age=int(c.settings.console.session_lifetime_s), httponly=True,
+                        samesite="strict", secure=c.settings.console.tls is not None)
+
+
+def logout(request: Request, response: Response, who: Principal) -> None:
+    """End this browser session (an API token stays valid) and audit it."""
+    c = ctx(request)
+    secret = request.cookies.get(COOKIE)
+    if secret:
+        c.accounts.close_session(secret)
+    c.accounts.audit(who.name, "logout", address=address(request))
+    response.delete_cookie(COOKIE)
 
 
 def needs(role: Role) -> Callable[[Request], Principal]:

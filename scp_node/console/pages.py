@@ -8,13 +8,14 @@ from urllib.parse import urlencode
 
 from digimask.scp_node.console import ops
 from digimask.scp_node.console.auth import (
-    COOKIE,
     Login,
     address,
     ctx,
     current,
     login,
+    logout,
     page_needs,
+    set_session_cookie,
 )
 from digimask.storage.accounts import Principal
 from digimask.storage.lookup import LookupImportError
@@ -54,9 +55,7 @@ def do_login(request: Request, name: Annotated[str, Form()], password: Annotated
     result, secret, _ = login(ctx(request), name[:64], password[:1024], address(request))
     if result is Login.OK and secret is not None:
         response = back("/")
-        c = ctx(request)
-        response.set_cookie(COOKIE, secret, max_age=int(c.settings.console.session_lifetime_s), httponly=True,
-                            samesite="strict", secure=c.settings.console.tls is not None)
+        set_session_cookie(ctx(request), response, secret)
         return response
     message = "Too many failed logins: wait a few minutes." if result is Login.THROTTLED else "Wrong user name or password."
     return render(request, "login.html", None, status_code=429 if result is Login.THROTTLED else 401, error=message)
@@ -64,12 +63,8 @@ def do_login(request: Request, name: Annotated[str, Form()], password: Annotated
 
 @router.post("/logout")
 def do_logout(request: Request, who: Viewer) -> Response:
-    secret = request.cookies.get(COOKIE)
-    if secret:
-        ctx(request).accounts.close_session(secret)
-    ctx(request).accounts.audit(who.name, "logout", address=address(request))
     response = back("/")
-    response.delete_cookie(COOKIE)
+    logout(request, response, who)
     return response
 
 
