@@ -79,6 +79,14 @@ class Accounts:
             s.add(ConsoleCredential(digest=_digest(token), kind="token", user_id=uid))
         return token
 
+    def revoke(self, name: str) -> int:
+        """End every session and API token of ``name``; how many. KeyError if no such user."""
+        with self.sessions.begin() as s:
+            uid = s.scalar(select(ConsoleUser.id).where(ConsoleUser.name == name))
+            if uid is None:
+                raise KeyError(name)
+            return s.execute(delete(ConsoleCredential).where(ConsoleCredential.user_id == uid)).rowcount
+
     def check_password(self, name: str, password: str) -> ConsoleUser | None:
         with self.sessions() as s:
             user = s.scalars(select(ConsoleUser).where(ConsoleUser.name == name)).one_or_none()

@@ -1,4 +1,5 @@
-"""Console accounts and the pseudonym map: ``digimask user add|token|list``, ``digimask lookup import|export|show``."""
+"""Console accounts and the pseudonym map: ``digimask user add|token|revoke|list``,
+``digimask lookup import|export|show|decrypt``."""
 from __future__ import annotations
 
 import argparse
@@ -34,6 +35,15 @@ def cmd_user(args: argparse.Namespace) -> int:
     if not args.name:
         print(f"user {args.action} needs a user name", file=sys.stderr)
         return 2
+    if args.action == "revoke":
+        try:
+            n = accounts.revoke(args.name)
+        except KeyError:
+            print(f"no user {args.name!r}", file=sys.stderr)
+            return 1
+        accounts.audit(_cli_user(), "revoked", detail=f"{args.name}: {n} session(s)/token(s)")
+        print(f"{args.name}: {n} session(s) and API token(s) ended")
+        return 0
     if args.action == "token":
         try:
             token = accounts.issue_token(args.name)
@@ -138,11 +148,11 @@ def cmd_lookup(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("user", help="console accounts: add a user (password and/or API token), issue a token, list",
+    p = sub.add_parser("user", help="console accounts: add a user (password and/or API token), issue or revoke tokens, list",
                        description="console accounts; roles: viewer (read), operator (retry, release, delete), "
                                    "privacy (original previews, the pseudonym map)")
     p.set_defaults(func=cmd_user)
-    p.add_argument("action", choices=["add", "token", "list"])
+    p.add_argument("action", choices=["add", "token", "revoke", "list"])
     p.add_argument("name", nargs="?")
     p.add_argument("--role", choices=["viewer", "operator", "privacy"])
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
