@@ -79,6 +79,7 @@ class Node(_Strict):
     allowed_calling_aes: list[AETitle] = Field(min_length=1)
     allowed_ips: list[str] = []  # empty: any address
     max_pdu: int = Field(0, ge=0)  # 0: unlimited
+    max_associations: int = Field(64, ge=1)  # simultaneous; more are rejected ("local limit exceeded", logged)
     acse_timeout_s: float = Field(30, gt=0)
     dimse_timeout_s: float = Field(60, gt=0)
     network_timeout_s: float = Field(60, gt=0)

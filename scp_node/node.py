@@ -227,7 +227,7 @@ class DigimaskNode:
         ae.require_called_aet = True  # against the AE title handle_requested picked from node.ae_titles
         ae.maximum_pdu_size = s.node.max_pdu
         ae.acse_timeout, ae.dimse_timeout, ae.network_timeout = s.node.acse_timeout_s, s.node.dimse_timeout_s, s.node.network_timeout_s
-        ae.maximum_associations = 64
+        ae.maximum_associations = s.node.max_associations
         pseudo = Pseudonymizer(s.deid.key(), s.deid.uid_root)
         handlers = [
             (evt.EVT_REQUESTED, handle_requested, [frozenset(s.node.ae_titles)]),

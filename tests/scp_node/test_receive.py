@@ -101,3 +101,32 @@ def test_no_phi_in_logs_or_database_at_any_verbosity(orthanc, astronaut, tmp_pat
         assert value not in log, f"{value!r} in the log"
         assert value not in stored, f"{value!r} in the database"
     assert "removed=1: 0008C830" in stored  # the audit names the dropped tag, never its value
+
+
+def test_associations_past_the_limit_are_refused_and_logged(tmp_path) -> None:
+    require("echoscu")
+    from pynetdicom import AE
+
+    port = free_port()
+    config = node_config(tmp_path / "node", port, {"PACS": free_port()})
+    config.write_text(config.read_text().replace("[node]\n", "[node]\nmax_associations = 3\n", 1))
+    node = NodeProcess(config, port).start()
+    ae = AE(ae_title="ECHOSCU")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    held = []
+    try:
+        for _ in range(5):  # up to the limit (the start-up port probe may hold a slot for a while)
+            assoc = ae.associate("127.0.0.1", port, ae_title="DIGIMASK")
+            if not assoc.is_established:
+                break
+            held.append(assoc)
+        assert 1 <= len(held) <= 3
+        second = subprocess.run(["echoscu", "-aet", "ECHOSCU", "-aec", "DIGIMASK", "127.0.0.1", str(port)],
+                                capture_output=True, text=True, env=PEER_ENV, timeout=60)
+    finally:
+        for assoc in held:
+            assoc.release()
+        node.kill(signal.SIGTERM)
+    assert second.returncode != 0 and "Local Limit Exceeded" in second.stdout + second.stderr
+    assert "refused association from ECHOSCU at 127.0.0.1:" in node.log()
+    assert "calling DIGIMASK: local limit of associations exceeded" in node.log()
