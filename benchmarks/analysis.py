@@ -5,7 +5,9 @@ For every photo in FACES (default ../shared/data/faces): the whole ``analyse`` c
 path, quality gates and measurements included) and its parts (FaceMesh, full-range face detector, eye
 model on aligned crops), beside dlib's HOG detector + 68-point landmarks on the same image (the peer).
 Prints medians of REPEATS runs after a warm-up, and the ratio ours / dlib. Target: < 50 ms per full-face
-image. Usage: .venv/bin/python benchmarks/analysis.py [FACES_DIR] [REPEATS]
+image. The edge fit (``edges.fit_eyes``, analyse's "edges" geometry) is timed on the same eyes, as a
+ratio to the landmark analysis in the same run (issue 12: at most 0.3).
+Usage: .venv/bin/python benchmarks/analysis.py [FACES_DIR] [REPEATS]
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from digimask.pipeline.errors import Rejected
 from digimask.pipeline.eyes.analyse import analyse, refine_eyes  # noqa: E402
+from digimask.pipeline.eyes.edges import fit_eyes  # noqa: E402
 from digimask.pipeline.eyes.landmarks import detect_face_boxes, facemesh  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -51,9 +54,9 @@ def main() -> None:
     peer = dlib_peer()
     print(f"one core, median of {REPEATS} runs, ms per image")
     print(f"{'image':28} {'size':>9} {'path':8} {'analyse':>8} {'facemesh':>9} {'detector':>9} {'eye model':>9} "
-          f"{'dlib':>6} {'ratio':>6}")
+          f"{'dlib':>6} {'ratio':>6} {'edge fit':>8} {'fit/analyse':>11}")
     totals: dict[str, list[float]] = {}
-    ratios = []
+    ratios, fit_ratios = [], []
     for path in sorted(p for p in FACES.iterdir() if p.suffix.lower() in {".jpg", ".png"}):
         image = np.ascontiguousarray(np.asarray(Image.open(path).convert("RGB")))
         try:
@@ -68,16 +71,25 @@ def main() -> None:
                      f"{median_ms(lambda: detect_face_boxes(image)):9.1f}",
                      f"{median_ms(lambda: refine_eyes(image, result.eyes)):9.1f}"]
         dlib_ms = median_ms(lambda: peer(image))
+        fit_text = ["", ""]
+        if result is not None:
+            seeds = {side: eye.seed or eye for side, eye in result.eyes.items()}
+            fit_ms = median_ms(lambda: fit_eyes(image, seeds))
+            fit_ratios.append(fit_ms / total)
+            fit_text = [f"{fit_ms:8.1f}", f"{fit_ms / total:11.2f}"]
         totals.setdefault(mode, []).append(total)
         if mode == "face":
             ratios.append(total / dlib_ms)
         h, w = image.shape[:2]
         print(f"{path.name[:28]:28} {f'{w}x{h}':>9} {mode:8} {total:8.1f} {parts[0]:>9} {parts[1]:>9} {parts[2]:>9} "
-              f"{dlib_ms:6.1f} {total / dlib_ms:6.2f}")
+              f"{dlib_ms:6.1f} {total / dlib_ms:6.2f} {fit_text[0]:>8} {fit_text[1]:>11}")
     for mode, values in sorted(totals.items()):
         print(f"median {mode}: {np.median(values):.1f} ms over {len(values)} images")
     if ratios:
         print(f"face path vs dlib HOG+68 on the same images: median ratio {np.median(ratios):.2f}")
+    if fit_ratios:
+        print(f"edge fit / landmark analysis, same images: median {np.median(fit_ratios):.2f}, "
+              f"max {np.max(fit_ratios):.2f} (target <= 0.30)")
 
 
 def _try(image: np.ndarray) -> None:

@@ -31,8 +31,7 @@ def fit_eyes(image: np.ndarray, eyes: dict[str, EyeLandmarks], adopt: bool = Tru
     ``adopt=False`` keeps the landmark geometry (with the lower lid over the iris moved to the image's
     edge, :func:`refine_lower_lids`, as before) and only adds the corneal reflex found inside it.
 
-    Order: the lids (from the seed iris), the limbus inside them, the lids once more around the fitted
-    limbus, and the reflex inside it. A part that cannot be fitted keeps its seed and says why in
+    Order: the lids (around the seed iris), the limbus inside them, and the reflex inside that. A part that cannot be fitted keeps its seed and says why in
     ``eye.fit``; an iris under MIN_FIT_RADIUS_PX is not fitted at all (its limbus is a pixel or two of
     blur, and the fits there moved by up to 2 mm with rescaling: docs/measurements.md).
     """
@@ -52,9 +51,8 @@ def fit_eyes(image: np.ndarray, eyes: dict[str, EyeLandmarks], adopt: bool = Tru
             unfitted = FitQuality(False, reason=reason)
             out[side] = replace(seed, fit=EyeFit(unfitted, unfitted, unfitted), seed=replace(seed, fit=None, seed=None))
             continue
-        upper, lower, _, _ = fit_lids(planes, seed, seed.iris_center, seed.iris_radius, u, v)
+        upper, lower, upper_q, lower_q = fit_lids(planes, seed, seed.iris_center, seed.iris_radius, u, v)
         limbus = fit_limbus(planes, seed, upper, lower, u, v)
-        upper, lower, upper_q, lower_q = fit_lids(planes, seed, limbus.centre, limbus.radius, u, v)
         reflex = find_reflex(planes, limbus.centre, limbus.radius, upper, lower, CanthalFrame(seed, v))
         out[side] = replace(
             seed,

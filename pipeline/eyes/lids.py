@@ -28,7 +28,6 @@ from digimask.pipeline.eyes.profiles import (
     profiles,
     smoothing_px,
 )
-from scipy.optimize import minimize
 
 COLUMNS = np.linspace(0.1, 0.9, 25)  # column positions, fraction of the canthus-to-canthus span
 BAND = 0.4  # search half-width around the seed lid, iris radii (at least MIN_BAND_PX)
@@ -144,15 +143,18 @@ def fit_margin(
         return np.where(inside, value, 0.0).mean(axis=0)
 
     # coarse: apex and flattening on a grid over the band (the seed's error is mostly a too high or too
-    # low, too flat or too round lid); then with the tilt too
+    # low, too flat or too round lid); then finer grids around the best, with the tilt too
     grid = np.arange(-band, band + 1e-9, 2 * PROFILE_STEP_PX)
     c0, c2 = (a.ravel() for a in np.meshgrid(grid, grid))
     candidates = np.column_stack([c0, np.zeros_like(c0), c2])
-    start = candidates[int(np.argmax(mean_score(candidates)))]
-    res = minimize(lambda c: -float(mean_score(c)[0]), start, method="Powell",
-                   options={"xtol": 0.02, "ftol": 1e-4})
-    best = res.x
-    quality_score = -float(res.fun)
+    values = mean_score(candidates)
+    best = candidates[int(np.argmax(values))]
+    for step in (2 * PROFILE_STEP_PX, PROFILE_STEP_PX, PROFILE_STEP_PX / 2.5):
+        offsets = np.arange(-2, 3) * step
+        local = best + np.stack(np.meshgrid(offsets, offsets, offsets), axis=-1).reshape(-1, 3)
+        values = mean_score(local)
+        best = local[int(np.argmax(values))]
+    quality_score = float(values.max())
     if quality_score < MIN_SCORE:
         return seed.copy(), FitQuality(False, int(live.sum()), reason=f"{name} lid margin: no consistent edge "
                                        f"(mean score {quality_score:.2f}, need {MIN_SCORE})")

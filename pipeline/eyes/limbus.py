@@ -64,9 +64,16 @@ def disc_residuals(points: np.ndarray, values: np.ndarray, centre: np.ndarray, r
                    width: float) -> tuple[np.ndarray, np.ndarray]:
     """Residuals of the best two-brightness blurred disc, and the two brightnesses (outside, inside)."""
     step = 1.0 / (1.0 + np.exp(-np.clip((radius - np.linalg.norm(points - centre, axis=1)) / width, -30, 30)))
-    design = np.column_stack([1.0 - step, step])
-    coef, *_ = np.linalg.lstsq(design, values, rcond=None)
-    return design @ coef - values, coef
+    # least squares for the two brightnesses: the 2x2 normal equations of [1 - step, step]
+    a, b = 1.0 - step, step
+    aa, ab, bb = a @ a, a @ b, b @ b
+    det = aa * bb - ab * ab
+    if det <= 1e-9 * max(aa * bb, 1e-12):
+        coef = np.full(2, float(values.mean()))
+    else:
+        ya, yb = a @ values, b @ values
+        coef = np.array([(bb * ya - ab * yb) / det, (aa * yb - ab * ya) / det])
+    return a * coef[0] + b * coef[1] - values, coef
 
 
 def fit_limbus(
@@ -88,7 +95,7 @@ def fit_limbus(
     def residuals(p: np.ndarray) -> np.ndarray:
         return disc_residuals(points, values, c0 + p[0] * u, r0, p[1])[0]
 
-    res = least_squares(residuals, np.array([0.0, 1.0]), loss="soft_l1", f_scale=scale,
+    res = least_squares(residuals, np.array([0.0, 1.0]), loss="soft_l1", f_scale=scale, xtol=1e-3, ftol=1e-4,
                         bounds=([-MAX_MOVE * r0, EDGE_WIDTH_PX[0]], [MAX_MOVE * r0, EDGE_WIDTH_PX[1]]))
     centre = c0 + res.x[0] * u
     r, (outside, inside) = disc_residuals(points, values, centre, r0, res.x[1])
