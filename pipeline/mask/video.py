@@ -327,7 +327,8 @@ class _Resolver:
                 code = CLOSED if exc.reason == EYES_CLOSED_REASON and self.clip.time_series else HELD
                 if code == HELD:
                     lost, run = lost + 1, run + 1
-                    reasons[exc.reason] = reasons.get(exc.reason, 0) + 1
+                    kind = exc.reason.split(": ")[0]  # the reason without its per-frame numbers
+                    reasons[kind] = reasons.get(kind, 0) + 1
                     if run > hold:
                         raise MaskingFailed(f"face or eye lost for more than {opts.hold_s:g} s (from frame "
                                           f"{i - run + 2}): {_top(reasons)}") from None
@@ -360,6 +361,6 @@ def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray
 
 
 def _top(reasons: Mapping[str, int]) -> str:
-    """The commonest reasons first, with their frame counts."""
+    """The commonest kinds of reason first, with their frame counts."""
     ranked = sorted(reasons.items(), key=lambda kv: -kv[1])
     return "; ".join(f"{reason} ({count} frame{'s' * (count > 1)})" for reason, count in ranked[:3])
