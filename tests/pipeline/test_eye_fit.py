@@ -101,7 +101,7 @@ def test_the_reflex_is_found_subpixel_and_measured_from() -> None:
 def test_no_reflex_on_an_eye_without_one() -> None:
     planes = Channels.of(drawn_eye())
     seed = seed_eye(13.0, 15.0, C)
-    u, v = eye_axes({"right": seed})
+    _, v = eye_axes({"right": seed})
     assert find_reflex(planes, C, R, seed.upper_lid, seed.lower_lid, CanthalFrame(seed, v)) is None
 
 
