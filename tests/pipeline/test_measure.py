@@ -167,3 +167,40 @@ def test_head_pose_recovers_a_known_rotation(
     assert pose.yaw_deg == pytest.approx(yaw, abs=tol)
     assert pose.pitch_deg == pytest.approx(pitch, abs=tol)
     assert pose.roll_deg == pytest.approx(roll, abs=tol)
+
+
+def _with_reflex(eye: EyeLandmarks, dx_px: float, dy_px: float = 0.0) -> EyeLandmarks:
+    """The eye with a corneal reflex dx_px toward the image's right and dy_px up from its limbus centre."""
+    from dataclasses import replace
+
+    return replace(eye, reflex=np.asarray(eye.iris_center, float) + (dx_px, -dy_px))
+
+
+def test_mrd_is_measured_from_a_coaxial_reflex_only() -> None:
+    eye = drawn_eye("right", 150, upper=8, lower=10)
+    near = measure({"right": _with_reflex(eye, 1.0, 1.5)}).eyes["right"]  # 1.8 px: within 0.2 radii (2.4 px)
+    assert near.reference == "reflex"
+    # the lid polylines, 7.5 px a segment, drop by 8/16 (upper) and 10/16 px (lower) over the first one
+    assert near.mrd1_mm == pytest.approx((8 - 0.5 / 7.5 - 1.5) * MM)
+    assert near.mrd2_mm == pytest.approx((10 - 0.625 / 7.5 + 1.5) * MM)
+    assert near.fissure_height_mm == pytest.approx(18 * MM)  # through the limbus centre either way
+    far = measure({"right": _with_reflex(eye, 0.0, 6.0)}).eyes["right"]  # a lamp above the camera
+    assert far.reference == "limbus" and far.mrd1_mm == pytest.approx(8 * MM)
+    assert far.reflex_offset_mm == pytest.approx((0.0, 6 * MM))
+
+
+def test_hirschberg_reads_a_known_exodeviation() -> None:
+    """Both eyes fixating with the population angle kappa: each reflex nasal by kappa / 19.4 PD per mm,
+    reads 0. The left eye then turned out by 10 PD: its reflex moves nasally by 10 / 19.4 mm more."""
+    from digimask.pipeline.eyes.measure import ANGLE_KAPPA_DEG, HIRSCHBERG_PD_PER_MM
+
+    kappa_px = prism_dioptres(ANGLE_KAPPA_DEG) / HIRSCHBERG_PD_PER_MM / MM
+    right, left = drawn_eye("right", 150), drawn_eye("left", 250)
+    # nasal: toward the image's right for the right eye (on the image's left), toward the left for the left
+    straight = measure({"right": _with_reflex(right, kappa_px), "left": _with_reflex(left, -kappa_px)}).binocular
+    assert straight.hirschberg_pd == pytest.approx(0.0, abs=1e-9)
+    assert straight.hirschberg_sd_pd > 10  # the population kappa's spread dominates
+    exo_px = 10.0 / HIRSCHBERG_PD_PER_MM / MM
+    exo = measure({"right": _with_reflex(right, kappa_px), "left": _with_reflex(left, -kappa_px - exo_px)}).binocular
+    assert exo.hirschberg_pd == pytest.approx(10.0)
+    assert measure({"right": right, "left": _with_reflex(left, -kappa_px)}).binocular.hirschberg_pd is None
