@@ -41,6 +41,7 @@ from digimask.pipeline.eyes.quality import (
     check_eyes_open,
     check_face_count,
     check_face_size,
+    check_fitted,
     check_pose,
     eye_spread,
     occluded_eyes,
@@ -197,6 +198,7 @@ def _analyse_face(image: np.ndarray, spacing: float | None, opts: AnalysisOption
     pose = head_pose_from_facemesh(points)
     check_pose(pose.yaw_deg, pose.pitch_deg, pose.roll_deg, opts.quality)
     eyes = _visible(image, eyes, opts)
+    check_fitted(eyes, opts.quality)
     result = measure(eyes, pose, spacing, opts.quality.min_open_ratio, opts.fixation_distance_mm)
     _check_open(result, eyes, opts)
     h, w = image.shape[:2]
@@ -214,6 +216,7 @@ def _analyse_closeup(image: np.ndarray, spacing: float | None, opts: AnalysisOpt
     for eye in eyes.values():
         check_eye_size(eye.width, opts.quality)
     eyes = _visible(image, eyes, opts)
+    check_fitted(eyes, opts.quality)
     result = measure(eyes, None, spacing, opts.quality.min_open_ratio, opts.fixation_distance_mm)
     _check_open(result, eyes, opts)
     h, w = image.shape[:2]

@@ -26,6 +26,7 @@ class QualityThresholds:
     max_roll_deg: float = 35.0
     min_open_ratio: float = 0.12  # fissure height / fissure width below this: the eye is closed
     min_eye_spread: float = 15.0  # grey levels; a flatter eye region is covered (see eye_spread)
+    require_fit: bool = False  # fitted geometry only: reject when no visible eye's limbus and lids were fitted
 
 
 def check_face_count(count: int, policy: MultiFacePolicy) -> None:
@@ -103,3 +104,20 @@ def occluded_eyes(spreads: Mapping[str, float], t: QualityThresholds) -> list[st
     if spreads and len(hidden) == len(spreads):
         raise Rejected(f"{'eyes' if len(spreads) > 1 else 'eye'} not visible (occluded)")
     return hidden
+
+
+def check_fitted(eyes: Mapping[str, EyeLandmarks], t: QualityThresholds) -> None:
+    """With ``require_fit``, reject when no eye has its limbus and both lid margins fitted to the image (the
+    reason names the first part that failed), instead of measuring the landmark models' guess."""
+    if not t.require_fit:
+        return
+    reasons = []
+    for eye in eyes.values():
+        if eye.fit is None:
+            reasons.append("not fitted")
+            continue
+        failed = [q.reason for q in (eye.fit.limbus, eye.fit.upper_lid, eye.fit.lower_lid) if not q.ok]
+        if not failed:
+            return
+        reasons.append(failed[0])
+    raise Rejected(f"eye edges not found: {reasons[0] if reasons else 'no eye'}")

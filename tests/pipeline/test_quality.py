@@ -139,3 +139,12 @@ def test_covered_eyes_are_not_measured(astronaut: np.ndarray, astronaut_eyes: di
     one = analyse(cover(astronaut, ["left"], colour))
     assert set(one.eyes) == set(one.measurements.eyes) == {"right"}
     assert np.linalg.norm(one.eyes["right"].iris_center - astronaut_eyes["right"].iris_center) < 3
+
+
+def test_required_fit_rejects_eyes_too_small_to_fit(astronaut: np.ndarray) -> None:
+    """The astronaut's irises are 7 px across: with the fitted geometry they keep the landmarks and say
+    why; requiring a fit quarantines the photo with that reason instead."""
+    kept = analyse(astronaut, options=AnalysisOptions(geometry="edges"))
+    assert all(not e.fit.limbus.ok and "too small" in e.fit.limbus.reason for e in kept.eyes.values())
+    with pytest.raises(Rejected, match="eye edges not found: iris 7 px across: too small to fit edges"):
+        analyse(astronaut, options=AnalysisOptions(geometry="edges", quality=QualityThresholds(require_fit=True)))
