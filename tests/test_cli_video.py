@@ -103,7 +103,7 @@ def test_multiframe_dicom_masked_and_rendered_exactly(face, tmp_path) -> None:
     assert np.array_equal(np.stack([np.asarray(Image.open(p)) for p in pngs]), masked.pixel_array)
 
 
-def test_measure_video_series_and_nystagmus(face, tmp_path) -> None:
+def test_measure_video_series_and_nystagmus(face, tmp_path, capsys) -> None:
     """The irises swing 3 Hz side to side (a known warp of the photo) for 2 s: the trace shows it."""
     found = analyse(face)
     rng = np.random.default_rng(0)
@@ -118,6 +118,8 @@ def test_measure_video_series_and_nystagmus(face, tmp_path) -> None:
     assert main(["measure", str(clip), "--json", str(report), "--no-progress"]) == 0
     (record,) = json.loads(report.read_text())
     assert (record["status"], record["frames"], record["rate_hz"]) == ("ok", 60, 30.0)
+    table = capsys.readouterr().out
+    assert "/60 frames measured" in table and "nystagmus yes" in table
     assert record["measured_frames"] >= 55 and len(record["series"]) == 60
     n = record["nystagmus"]
     print("nystagmus", n)

@@ -97,6 +97,11 @@ def format_table(records: list[dict]) -> str:
         if r["status"] != "ok":
             lines.append(f"{name:28} {'rejected':8} {r['reason']}")
             continue
+        if r["mode"] == "clip":  # series and events: see the JSON (commands/measure_video.py)
+            from digimask.commands.measure_video import summary_line
+
+            lines.append(f"{name:28} {'ok':8} {'clip':7} {summary_line(r)}")
+            continue
         pose = r["head_pose"]
         pose_text = "/".join(f"{pose[k]:+.0f}" for k in ("yaw_deg", "pitch_deg", "roll_deg")) if pose else "-"
         for i, (side, e) in enumerate(sorted(r["eyes"].items(), reverse=True)):
