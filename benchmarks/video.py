@@ -22,11 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from skimage import data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-import video_factory as vf  # noqa: E402
+import video_factory as vf
 
 
 def cost(n: int, size: int) -> None:

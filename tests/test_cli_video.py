@@ -10,13 +10,13 @@ import numpy as np
 import pydicom
 import pytest
 import video_factory as vf
+from digimask.evaluation.eye_warps import iris_moved
+from digimask.pipeline.dicom.video import iter_frames, probe
+from digimask.pipeline.eyes.analyse import analyse
 from PIL import Image
 
 from digimask.cli import main
 from digimask.commands.measure_video import blinks, nystagmus
-from digimask.evaluation.eye_warps import iris_moved
-from digimask.pipeline.dicom.video import iter_frames, probe
-from digimask.pipeline.eyes.analyse import analyse
 
 
 def write_mp4(path, frames, rate=30):  # type: ignore[no-untyped-def]

@@ -49,7 +49,7 @@ def is_clip_file(path: Path) -> bool:
     return is_clip(ds)
 
 
-def measure_clip_file(path: Path, options, max_pixels: int = 60_000_000, max_frames: int = 36_000,  # noqa: ANN001
+def measure_clip_file(path: Path, options, max_pixels: int = 60_000_000, max_frames: int = 36_000,
                       progress: bool = True) -> dict[str, Any]:
     """The ``measure`` record of one clip (``options``: :class:`~digimask.pipeline.eyes.analyse.AnalysisOptions`)."""
     from dataclasses import replace
@@ -79,7 +79,7 @@ def measure_clip_file(path: Path, options, max_pixels: int = 60_000_000, max_fra
     return record
 
 
-def measure_clip(frames: Iterable[np.ndarray], rate_hz: float | None, options, total: int | None = None,  # noqa: ANN001
+def measure_clip(frames: Iterable[np.ndarray], rate_hz: float | None, options, total: int | None = None,
                  *, progress: bool = False, name: str = "clip") -> dict[str, Any]:
     """Per-frame series and events of a clip; ``rate_hz`` None: frames without timing (no events)."""
     from tqdm import tqdm
@@ -98,7 +98,7 @@ def measure_clip(frames: Iterable[np.ndarray], rate_hz: float | None, options, t
     return out
 
 
-def _series(frames: Iterable[np.ndarray], rate_hz: float | None, options) -> Iterator[dict[str, Any]]:  # noqa: ANN001
+def _series(frames: Iterable[np.ndarray], rate_hz: float | None, options) -> Iterator[dict[str, Any]]:
     from digimask.pipeline.errors import Quarantined
     from digimask.pipeline.eyes.analyse import analyse
 

@@ -18,7 +18,7 @@ import numpy as np
 from digimask.pipeline.errors import Quarantined
 
 
-def mask_video(path: Path, out_dir: Path, masker, options, progress: bool = True) -> Path:  # noqa: ANN001
+def mask_video(path: Path, out_dir: Path, masker, options, progress: bool = True) -> Path:
     """Mask one video file into ``out_dir``; a rejection raises :class:`Quarantined` and leaves no output."""
     from pydicom.dataset import Dataset
     from tqdm import tqdm
@@ -71,7 +71,7 @@ def read_clip(source: Path) -> tuple[Any, float | None] | None:
     return None if frames is None else (frames, frame_rate(ds))
 
 
-def render_clip(params: dict, frames, rate_hz: float | None, output: Path, renderer: str | None,  # noqa: ANN001
+def render_clip(params: dict, frames, rate_hz: float | None, output: Path, renderer: str | None,
                 crf: int | None = None) -> int:
     """Re-render every frame: a video file for a video suffix (needs the rate), else one PNG a frame."""
     from PIL import Image

@@ -27,12 +27,12 @@ from pydicom.uid import (
     MPEG4HP41BD,
     MPEG4HP41BDF,
     MPEG4HP41F,
+    MPEG4HP42STEREO,
+    MPEG4HP42STEREOF,
     MPEG4HP422D,
     MPEG4HP422DF,
     MPEG4HP423D,
     MPEG4HP423DF,
-    MPEG4HP42STEREO,
-    MPEG4HP42STEREOF,
 )
 
 # Transfer syntax -> FFmpeg demuxer of the bare stream in Pixel Data.

@@ -12,9 +12,9 @@ from digimask.pipeline.dicom import private_block
 from digimask.pipeline.dicom.video import encode_h264, iter_frames
 from digimask.pipeline.errors import MaskingFailed, Quarantined, Rejected
 from digimask.pipeline.eyes.analyse import analyse
+from digimask.pipeline.mask.digital_mask import DigitalMask, render_params
 from digimask.pipeline.mask.maskers import MaskResult
 from digimask.pipeline.mask.params import SCHEMA as PARAMS_SCHEMA
-from digimask.pipeline.mask.digital_mask import DigitalMask, render_params
 from digimask.pipeline.mask.video import (
     CLOSED,
     HELD,

@@ -18,7 +18,16 @@ from digimask.pipeline.mask.digital_mask import render_params
 from digimask.pipeline.mask.video import series_params
 from digimask.storage.models import State
 from digimask.storage.store import open_store
-from peers import NodeProcess, Orthanc, dciodvfy_errors, free_port, node_config, require, storescu, wait_for
+from peers import (
+    NodeProcess,
+    Orthanc,
+    dciodvfy_errors,
+    free_port,
+    node_config,
+    require,
+    storescu,
+    wait_for,
+)
 from pydicom.encaps import generate_fragments
 
 pytestmark = pytest.mark.peers
@@ -58,7 +67,7 @@ def test_video_photographic_through_the_node(orthanc, astronaut, tmp_path: Path)
     out.save_as(target, enforce_file_format=True)
     assert dciodvfy_errors(target) == []
     decoded = list(iter_frames(b"".join(generate_fragments(out.PixelData)), "h264"))
-    schema, masker, params = private_block.read(out)
+    _, _, params = private_block.read(out)
     rendered = [render_params(p) for p in series_params(params, private_block.read_frames(out))]
     assert len(decoded) == len(rendered) == 8
     for d, r, original in zip(decoded, rendered, frames):  # every frame is the mask, none the patient
