@@ -68,20 +68,22 @@ class Processor:
             raise Quarantined(f"malformed dataset ({type(exc).__name__})") from None
         masker, notes = self.masker, {"removed": removed_note(deid.removed)} if deid.removed else {}
         try:
-            masked, params, per_frame = self._mask_clip(masker, frames, deid.dataset) if clip else (
-                *self._mask(masker, frames.rgb, deid.dataset), None)
+            masked, params, per_frame, clip_notes = self._mask_clip(masker, frames, deid.dataset) if clip else (
+                *self._mask(masker, frames.rgb, deid.dataset), None, {})
         except MaskingFailed as exc:
             if self.settings.pixels.on_failure != "blank":
                 raise Quarantined(f"masking failed: {exc.reason}") from None
             masker, notes["mask_failure"] = BlankMasker(), exc.reason
             frames = self._frames(ds, clip)  # a clip's stream is spent: decode it again
-            masked, params, per_frame = self._mask_clip(masker, frames, deid.dataset) if clip else (
-                *self._mask(masker, frames.rgb, deid.dataset), None)
+            masked, params, per_frame, clip_notes = self._mask_clip(masker, frames, deid.dataset) if clip else (
+                *self._mask(masker, frames.rgb, deid.dataset), None, {})
         out = encode(
             deid, masked, monochrome=frames.monochrome, bits_stored=frames.bits_stored,
             masker_name=masker.name, cleans_recognizable_features=masker.cleans_recognizable_features,
             params=params, frame_params=per_frame,
         )
+        if clip_notes:
+            notes["clip"] = clip_notes  # frames measured, held, drawn shut; the smoothing window
         destinations = self.router.destinations(ds, calling_ae, called_ae) if route else []
         if route and not destinations:
             raise Quarantined("no routing rule matched")
@@ -93,7 +95,7 @@ class Processor:
         return decode(ds, self.settings.storage.max_pixels)
 
     def _mask_clip(self, masker: PixelMasker, clip: FrameStream, ds: Dataset
-                   ) -> tuple[np.ndarray | EncodedVideo, dict | None, FrameArray | None]:
+                   ) -> tuple[np.ndarray | EncodedVideo, dict | None, FrameArray | None, dict[str, Any]]:
         """Multi-frame and video: every frame masked in turn (``pipeline/mask/video.py``), each frame's
         parameters kept; a video is re-encoded as it is masked."""
         progress = (lambda done: self.progress(done, clip.count)) if self.progress else None
@@ -103,7 +105,7 @@ class Processor:
             masked = encode_h264(frames, clip.columns, clip.rows, clip.rate_hz, self.settings.video.crf)
         else:
             masked = np.stack(list(frames))
-        return masked, clip_masker.result.params, clip_masker.result.frames
+        return masked, clip_masker.result.params, clip_masker.result.frames, clip_masker.result.notes
 
     @staticmethod
     def _mask(masker: PixelMasker, frames: np.ndarray, ds: Dataset) -> tuple[np.ndarray, dict | None]:

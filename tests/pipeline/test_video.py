@@ -273,7 +273,9 @@ def test_clip_instances_through_the_pipeline(kind, clip8, tmp_path) -> None:
     proc = Processor(settings())
     done: list[tuple[int, int]] = []
     proc.progress = lambda i, n: done.append((i, n))
-    out = proc.process(pydicom.dcmread(path), route=False).dataset
+    processed = proc.process(pydicom.dcmread(path), route=False)
+    out = processed.dataset
+    assert processed.notes["clip"]["frames"] == 8 and processed.notes["clip"]["smoothing_window"] == 5
     target = tmp_path / "out.dcm"
     out.save_as(target, enforce_file_format=True)
     assert dciodvfy_errors(target) == []
