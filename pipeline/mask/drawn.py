@@ -54,7 +54,7 @@ def drawn_eyes(params: AvatarParams) -> dict[str, EyeLandmarks]:
                 medial_canthus=upper[0].copy(), lateral_canthus=upper[-1].copy(), iris_center=limbus[0].copy(),
                 iris_radius=radius, iris_rim=rim.copy(),
             )
-            if eye.reflex is not None and hasattr(drawn, "reflex"):
+            if eye.reflex is not None:
                 drawn = replace(drawn, reflex=limbus[0] + np.asarray(eye.reflex) * radius)
             out[side] = drawn
     return out

@@ -119,10 +119,9 @@ def fit_batch(analyses: Sequence[Analysis], eyes_from: Sequence[AvatarParams | N
 
 def _reflex(eye: EyeLandmarks) -> tuple[float, float] | None:
     """The measured corneal reflex relative to the limbus centre, in iris radii (image axes)."""
-    reflex = getattr(eye, "reflex", None)
-    if reflex is None or not eye.iris_radius > 0:
+    if eye.reflex is None or not eye.iris_radius > 0:
         return None
-    rel = (np.asarray(reflex, float) - eye.iris_center) / eye.iris_radius
+    rel = (np.asarray(eye.reflex, float) - eye.iris_center) / eye.iris_radius
     return (round(float(rel[0]), 4), round(float(rel[1]), 4))
 
 
