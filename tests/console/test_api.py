@@ -123,6 +123,10 @@ def test_roles_quarantine_release_delete_and_metrics(kind, small_face, start_con
             assert status["instances"] == {"done": 1, "quarantined": 1} and status["deliveries"] == {"ORTHANC": {"done": 1}}
             assert status["rates_per_minute"]["5m"]["received"] == pytest.approx(2 / 5)
 
+            for page in ["/", "/queues", "/queues?state=done&destination=ORTHANC", "/quarantine", f"/instances/{a}",
+                         f"/instances/{b}", "/audit", "/config"]:  # every page a viewer sees, grepped below
+                assert viewer.get(page).status_code == 200, page
+            assert viewer.get("/lookup").status_code == 403 and viewer.get(f"/instances/{a}/original").status_code == 403
             schema = viewer.get("/openapi.json").json()
             assert {"/api/v1/status", "/api/v1/instances", "/api/v1/quarantine/{iid}/release"} <= set(schema["paths"])
             console.stop()
