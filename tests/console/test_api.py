@@ -57,7 +57,7 @@ def test_roles_quarantine_release_delete_and_metrics(kind, small_face, start_con
 
             assert storescu(port, files).returncode == 0
             viewer, operator, privacy = console.login("vera"), console.login("otto"), console.client(token)
-            quarantined = wait_for(lambda: len(q := viewer.get("/api/v1/quarantine").json()) == 2 and q, 60, "2 quarantined")
+            quarantined = wait_for(lambda: len(q := viewer.get("/api/v1/quarantine").json()) == 2 and q, 90, "2 quarantined")
             assert {q["reason"] for q in quarantined} == {"no routing rule matched"}
             a, b = sorted(q["id"] for q in quarantined)
 
@@ -209,7 +209,7 @@ def test_masked_preview_and_retry_of_failed_deliveries(small_face, start_console
     console = start_console(config, port, cport)
     operator = console.login("otto")
     assert storescu(port, sent).returncode == 0
-    failed = wait_for(lambda: operator.get("/api/v1/deliveries", params={"state": "failed"}).json(), 30, "a failed delivery")
+    failed = wait_for(lambda: operator.get("/api/v1/deliveries", params={"state": "failed"}).json(), 90, "a failed delivery")
     assert [d["destination"] for d in failed] == ["ORTHANC"] and failed[0]["attempts"] >= 1
     iid = failed[0]["instance_id"]
     png = operator.get(f"/api/v1/instances/{iid}/masked.png")

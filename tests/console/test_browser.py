@@ -67,7 +67,7 @@ def test_sign_in_quarantine_release_delivered(browser, small_face, start_console
 
         assert storescu(port, sent).returncode == 0
         # the dashboard refreshes itself every 5 s (a meta refresh: no JavaScript)
-        wait_for(lambda: browser.find_element(By.ID, "count-quarantined").text == "1", 30, "the instance on the dashboard")
+        wait_for(lambda: browser.find_element(By.ID, "count-quarantined").text == "1", 90, "the instance on the dashboard")
         shot("2-dashboard")
         browser.find_element(By.LINK_TEXT, "Quarantine").click()
         browser.find_element(By.CSS_SELECTOR, "#instances tbody a").click()
@@ -97,7 +97,7 @@ def test_sign_in_quarantine_release_delivered(browser, small_face, start_console
             browser.get(instance_url)
             return browser.find_element(By.ID, "state").text == "done"
 
-        wait_for(delivered, 30, "the instance page to say done")
+        wait_for(delivered, 60, "the instance page to say done")
         history = browser.find_element(By.ID, "history").text
         assert "released" in history and "forwarded ORTHANC" in history and "console: release otto" in history
         shot("4-delivered")

@@ -55,7 +55,7 @@ def _run(url, mapped, other, paths, orthanc, start_console, tmp_path, monkeypatc
     console = start_console(config, port, cport)
 
     assert storescu(port, paths[:1]).returncode == 0  # the first study, then the later one
-    wait_for(lambda: len(orthanc.instances()) == 1, 60, "the first study in Orthanc")
+    wait_for(lambda: len(orthanc.instances()) == 1, 90, "the first study in Orthanc")
     assert storescu(port, paths[1:]).returncode == 0
     wait_for(lambda: len(orthanc.instances()) == 3, 60, "all three instances in Orthanc")
     got = {str(ds.StudyInstanceUID): ds for ds in (pydicom.dcmread(io.BytesIO(orthanc.file(o))) for o in orthanc.instances())}
