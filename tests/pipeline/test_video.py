@@ -348,3 +348,29 @@ def test_single_frame_blocks_still_read(face) -> None:
     assert np.array_equal(back.values, values) and back.status.tolist() == [0, 1, 2]
     with pytest.raises(ValueError, match="unsupported per-frame schema"):
         list(series_params({"eyes": {}}, back))
+
+
+def test_face_leaving_for_two_seconds_is_quarantined(clip8) -> None:
+    """6 frames of face, 2 s (60 frames at 30 fps) without, 6 of face: past the default hold (0.5 s)."""
+    grey = np.full_like(clip8[0], 100)
+    frames = clip8[:6] + [grey] * 60 + clip8[:6]
+    proc = Processor(settings(max_lost_fraction=0.9))
+    with pytest.raises(Quarantined, match=r"masking failed: face or eye lost for more than 0.5 s \(from frame 7\)"):
+        proc.process(vf.video_photographic("v", frames), route=False)
+
+
+def test_frame_rate_from_the_timing_attributes() -> None:
+    from digimask.pipeline.dicom.decode import frame_rate
+
+    ds = Dataset()
+    assert frame_rate(ds) is None
+    ds.FrameTimeVector = [0, 40, 40, 40]
+    assert frame_rate(ds) == pytest.approx(25.0)
+    ds.RecommendedDisplayFrameRate = 24
+    assert frame_rate(ds) == 24.0
+    ds.CineRate = 30
+    assert frame_rate(ds) == 30.0
+    ds.FrameTime = "16.6667"
+    assert frame_rate(ds) == pytest.approx(60.0, rel=1e-4)
+    ds.FrameTime = "0"  # Ophthalmic Photography's "no timing"
+    assert frame_rate(ds) == 30.0
