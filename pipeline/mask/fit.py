@@ -57,8 +57,8 @@ _PRIOR = np.array([0.05] * 4 + [0.02] * 6 + [0.002, 0.002, 0.01])
 STEP_TOL = 1e-5  # mm / degrees: a Levenberg-Marquardt step shorter than this ends the fit
 EYE_ITERATIONS = 30
 # Anatomical bounds of the eye vector (mm, degrees): a fit never leaves them.
-EYE_LOWER = np.array([-6.0] * 4 + [-8.0, -3.0, -3.0, -6.0, -3.0, -3.0, -40.0, -35.0, 4.0])
-EYE_UPPER = np.array([6.0] * 4 + [8.0, 3.0, 3.0, 6.0, 3.0, 3.0, 40.0, 35.0, 7.5])
+EYE_LOWER = np.array([-10.0] * 4 + [-8.0, -3.0, -3.0, -6.0, -3.0, -3.0, -40.0, -35.0, 4.0])
+EYE_UPPER = np.array([10.0] * 4 + [8.0, 3.0, 3.0, 6.0, 3.0, 3.0, 40.0, 35.0, 7.5])
 
 
 def device() -> torch.device:

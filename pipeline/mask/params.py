@@ -107,10 +107,13 @@ class AvatarParams:
         )
 
 
-def clean_measurements(m: dict[str, Any]) -> dict[str, Any]:
-    """Drop pixel-valued fields (positions in the patient's image) from the analysis' measurements."""
+def clean_measurements(m: Any) -> Any:
+    """The analysis' measurements without pixel-valued fields (positions in the patient's image), in the
+    form they take after a JSON round trip (sequences as lists)."""
     if isinstance(m, dict):
         return {k: clean_measurements(v) for k, v in m.items() if not k.endswith("_px")}
+    if isinstance(m, (list, tuple)):
+        return [clean_measurements(v) for v in m]
     return m
 
 

@@ -119,8 +119,12 @@ def test_params_of_a_real_photo_hold_no_landmarks(astronaut):
     assert AvatarParams.from_dict(json.loads(json.dumps(d))) == p
     assert set(d) == {"schema", "template", "mode", "camera", "head", "eyes", "measurements", "greyscale",
                       "renderer"}
-    for eye in d["eyes"].values():  # 13 fitted numbers per eye and the reflex (none measured here), nothing else
-        assert eye.pop("reflex") is None
+    for side, eye in d["eyes"].items():  # 13 fitted numbers per eye and the reflex, nothing else
+        reflex = eye.pop("reflex")
+        found = a.eyes[side].reflex
+        assert (reflex is None) == (found is None)
+        if found is not None:  # an offset from the limbus centre in iris radii, not an image position
+            np.testing.assert_allclose(reflex, (found - a.eyes[side].iris_center) / a.eyes[side].iris_radius, atol=1e-4)
         assert len(np.concatenate([np.ravel(v) for v in eye.values()])) == 13
 
     def keys(x):
