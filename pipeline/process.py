@@ -24,7 +24,7 @@ from digimask.pipeline.dicom.video import EncodedVideo, encode_h264
 from digimask.pipeline.dicom.read import read
 from digimask.pipeline.dicom.sop import SUPPORTED_SOP_CLASSES
 from digimask.pipeline.errors import MaskingFailed, Quarantined
-from digimask.pipeline.mask.maskers import BlankMasker, PixelMasker, create_masker
+from digimask.pipeline.mask.maskers import BlankMasker, PixelMasker, create_masker, mask_frame
 from digimask.pipeline.mask.video import ClipMasker
 from digimask.pipeline.route import Router
 from pydicom.dataset import Dataset
@@ -111,18 +111,8 @@ class Processor:
     def _mask(masker: PixelMasker, frames: np.ndarray, ds: Dataset) -> tuple[np.ndarray, dict | None]:
         out, params = [], None
         for frame in frames:
-            try:
-                result = masker.mask(frame, ds)
-            except MaskingFailed:
-                raise
-            except Exception as exc:  # any masker bug must fail closed, never pass pixels through
-                raise MaskingFailed(f"{type(exc).__name__} in masker {masker.name}") from None
-            pixels = np.asarray(result.pixels)
-            if pixels.shape != frame.shape or pixels.dtype != np.uint8:
-                raise MaskingFailed(f"masker {masker.name} returned {pixels.dtype}{pixels.shape}, expected uint8{frame.shape}")
-            if np.array_equal(pixels, frame) and frame.std() > 0:
-                raise MaskingFailed(f"masker {masker.name} returned the original pixels")
-            out.append(pixels)
+            result = mask_frame(masker, frame, ds)
+            out.append(np.asarray(result.pixels))
             params = params or (dict(result.params) if result.params is not None else None)
         return np.stack(out), params
 

@@ -30,7 +30,7 @@ from digimask.config.settings import Video
 from digimask.pipeline.dicom.private_block import FrameArray
 from digimask.pipeline.errors import MaskingFailed, Quarantined
 from digimask.pipeline.eyes.landmarks import SIDES
-from digimask.pipeline.mask.maskers import MaskResult, PixelMasker
+from digimask.pipeline.mask.maskers import MaskResult, PixelMasker, mask_frame
 from digimask.pipeline.mask.params import SCHEMA as PARAMS_SCHEMA
 from pydicom.dataset import Dataset
 from scipy.signal import savgol_coeffs
@@ -193,22 +193,6 @@ class ClipResult:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def checked(masker: PixelMasker, frame: np.ndarray, ds: Dataset) -> MaskResult:
-    """One frame through the masker; a masker bug or an output that is the input fails closed."""
-    try:
-        result = masker.mask(frame, ds)
-    except MaskingFailed:
-        raise
-    except Exception as exc:  # any masker bug must fail closed, never pass pixels through
-        raise MaskingFailed(f"{type(exc).__name__} in masker {masker.name}") from None
-    pixels = np.asarray(result.pixels)
-    if pixels.shape != frame.shape or pixels.dtype != np.uint8:
-        raise MaskingFailed(f"masker {masker.name} returned {pixels.dtype}{pixels.shape}, expected uint8{frame.shape}")
-    if np.array_equal(pixels, frame) and frame.std() > 0:
-        raise MaskingFailed(f"masker {masker.name} returned the original pixels")
-    return result
-
-
 class ClipMasker:
     """Masks one clip: iterate :meth:`run`; afterwards :attr:`result` holds the parameters for the block.
 
@@ -241,7 +225,7 @@ class ClipMasker:
         if first is None:
             raise Quarantined("no frames")
         try:
-            result: MaskResult | MaskingFailed = checked(self.masker, first, ds)
+            result: MaskResult | MaskingFailed = mask_frame(self.masker, first, ds)
         except MaskingFailed as exc:
             result = exc  # only a masker that reads the image refuses one: the avatar's
         if isinstance(result, MaskResult) and (result.params is None or result.params.get("schema") != PARAMS_SCHEMA):
@@ -257,7 +241,7 @@ class ClipMasker:
         yield result.pixels
         n = 1
         for frame in frames:
-            yield checked(self.masker, frame, ds).pixels
+            yield mask_frame(self.masker, frame, ds).pixels
             n += 1
         self.result = ClipResult(dict(result.params) if result.params is not None else None, None, {"frames": n})
 
@@ -298,7 +282,7 @@ class _Resolver:
     def _measure(self, frame: np.ndarray, result: MaskResult | MaskingFailed | None) -> np.ndarray:
         if isinstance(result, MaskingFailed):
             raise result
-        result = result or checked(self.clip.masker, frame, self.ds)
+        result = result or mask_frame(self.clip.masker, frame, self.ds)
         params = dict(result.params or {})
         if "eyes" not in params or "camera" not in params:
             raise MaskingFailed(f"masker {self.clip.masker.name} gave no avatar parameters for a frame")

@@ -46,11 +46,22 @@ class PassThrough(Failing):
         return MaskResult(image.copy())
 
 
+class NoisyCopy(Failing):
+    def mask(self, image, ds):  # type: ignore[no-untyped-def]
+        noise = np.random.default_rng(0).integers(-8, 9, image.shape)
+        return MaskResult(np.clip(image.astype(int) + noise, 0, 255).astype(np.uint8))
+
+
+class Inverted(Failing):
+    def mask(self, image, ds):  # type: ignore[no-untyped-def]
+        return MaskResult(255 - image)
+
+
 class WithParams(Failing):
     name = "with_params"
 
     def mask(self, image, ds):  # type: ignore[no-untyped-def]
-        return MaskResult(255 - image, {"schema": "test.params/1", "gaze": [1.5, -2.0]})
+        return MaskResult(np.full_like(image, 7), {"schema": "test.params/1", "gaze": [1.5, -2.0]})
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +101,7 @@ def test_comparison_maskers_say_features_remain(instances) -> None:
     assert not {"113101", "113102"} & {c.CodeValue for c in out.DeidentificationMethodCodeSequence}
 
 
-@pytest.mark.parametrize("masker", [Failing(), Buggy(), PassThrough()])
+@pytest.mark.parametrize("masker", [Failing(), Buggy(), PassThrough(), NoisyCopy(), Inverted()])
 def test_masker_failure_never_releases_original_pixels(instances, masker) -> None:
     with pytest.raises(Quarantined, match="masking failed"):
         Processor(settings(), masker).process(read(instances[0]), route=False)
