@@ -45,7 +45,7 @@ from digimask.config.settings import load  # noqa: E402
 from digimask.pipeline.deid.pseudonym import Pseudonymizer  # noqa: E402
 from digimask.storage.models import Send  # noqa: E402
 from digimask.storage.store import open_store  # noqa: E402
-from peers import PEER_ENV, NodeProcess, Orthanc, dciodvfy_errors, free_port, node_config, wait_for  # noqa: E402
+from peers import PEER_ENV, NodeProcess, Orthanc, free_port, node_config, wait_for  # noqa: E402
 
 CLEAR = {0x0000, 0x0122, 0xA900, 0xC210}  # Success, SOP class not supported, does not match, cannot understand
 PLANTED = "ZZPHI"  # every planted value starts with this (and a serial), so a leak is found by substring
@@ -142,6 +142,12 @@ def mutate(seed: Dataset, serial: int, rng: random.Random) -> tuple[bytes, list[
     elif roll < 0.3:
         data = data[: rng.randrange(meta_end + 8, len(data))]  # truncated
     return bytes(data), planted
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    """dciodvfy's Error lines; its output quotes values, which need not be UTF-8 (ISO_IR 100 text)."""
+    r = subprocess.run(["dciodvfy", "-new", str(path)], capture_output=True, timeout=60)
+    return [line for line in (r.stdout + r.stderr).decode("latin-1").splitlines() if line.startswith("Error")]
 
 
 def _encode(ds: Dataset) -> bytes:
