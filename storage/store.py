@@ -272,12 +272,15 @@ class Store:
                 query = query.where(Delivery.destination == destination)
             return s.execute(query.values(next_attempt_at=utcnow())).rowcount
 
-    def retry_failed(self, destination: str | None = None) -> int:
-        """Requeue FAILED deliveries (all, or one destination's) for an immediate new attempt."""
+    def retry_failed(self, destination: str | None = None, delivery_id: int | None = None) -> int:
+        """Requeue FAILED deliveries (all, one destination's, or the one ``delivery_id``) for an immediate
+        new attempt."""
         with self.sessions.begin() as s:
             query = select(Delivery).where(Delivery.state == Send.FAILED)
             if destination:
                 query = query.where(Delivery.destination == destination)
+            if delivery_id is not None:
+                query = query.where(Delivery.id == delivery_id)
             rows = [d for d in s.scalars(query).all() if d.instance.output_path]  # not purged
             for d in rows:
                 d.state, d.next_attempt_at, d.created_at, d.attempts = Send.PENDING, utcnow(), utcnow(), 0

@@ -167,3 +167,31 @@ def test_commands_write_owner_only_files(config, astronaut, tmp_path) -> None:
     finally:
         os.umask(old)
     assert (tmp_path / "out.dcm").stat().st_mode & 0o077 == 0
+
+
+def test_retry_one_delivery_and_delete_a_quarantined_original(config, capsys) -> None:
+    """``queue retry --id`` requeues that failed delivery only; ``quarantine delete ID --reason`` removes
+    the original for good, keeps the row and writes the reason to the audit trail."""
+    store = open_store(load(config))
+    ids = []
+    for n in (1, 2):
+        store.receive(b"good", f"2.25.{n}", "1.2", "STORESCU", "DIGIMASK")
+        store.processed(store.claim_instance(60), b"masked", ["PACS"], pseudo_uid=f"2.25.{n}", sop_class_uid="1.2",
+                        pseudo_patient_id="DM-X")
+        (d,) = store.claim_deliveries("PACS", 5, 60)
+        store.send_failed(d, "refused", None)
+        ids.append(d.id)
+    assert main(["queue", "retry", "--id", str(ids[1]), "--config", str(config)]) == 0
+    assert "requeued 1" in capsys.readouterr().out
+    assert [d.id for d in store.claim_deliveries("PACS", 5, 60)] == [ids[1]]
+
+    bad = store.receive(b"bad", "2.25.9", "1.2", "STORESCU", "DIGIMASK")
+    store.quarantine(store.claim_instance(60), "no face found")
+    original = store.data_dir / store.instance(bad)[0].original_path
+    assert main(["quarantine", "delete", str(bad), "--config", str(config)]) == 2  # a reason is required
+    assert original.exists()
+    assert main(["quarantine", "delete", str(bad), "--reason", "sent twice", "--config", str(config)]) == 0
+    assert not original.exists()
+    inst, events, _ = store.instance(bad)
+    assert inst.original_path is None and events[-1].state == "deleted" and "sent twice" in events[-1].detail
+    assert main(["quarantine", "delete", str(bad), "--reason", "again", "--config", str(config)]) == 1

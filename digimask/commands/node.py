@@ -148,7 +148,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
         return 2
     if args.action == "retry":
         where = f" to {args.destination}" if args.destination else ""
-        print(f"requeued {store.retry_failed(args.destination)} failed deliver(y/ies){where}")
+        print(f"requeued {store.retry_failed(args.destination, args.id)} failed deliver(y/ies){where}")
         if args.pending:
             print(f"{store.retry_pending(args.destination)} pending deliver(y/ies){where} due now")
         return 0
@@ -175,6 +175,17 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     if args.id is None:
         print(f"quarantine {args.action} needs an instance ID", file=sys.stderr)
         return 2
+    if args.action == "delete":
+        from digimask.storage.overview import delete_quarantined
+
+        if not args.reason:
+            print("quarantine delete needs --reason", file=sys.stderr)
+            return 2
+        if delete_quarantined(store, args.id, args.reason, "command line"):
+            print(f"instance {args.id}: original deleted ({args.reason})")
+            return 0
+        print(f"instance {args.id} is not in quarantine, or its original is already gone", file=sys.stderr)
+        return 1
     if args.action == "release":
         if store.release(args.id):
             print(f"instance {args.id} released: it goes through the pipeline again")
@@ -219,12 +230,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("action", choices=["list", "retry"])
     p.add_argument("--state", choices=["pending", "sending", "done", "failed"])
     p.add_argument("--destination", help="with retry: only this destination")
+    p.add_argument("--id", type=int, help="with retry: only this failed delivery (an ID from queue list)")
     p.add_argument("--pending", action="store_true",
                    help="with retry: also send pending deliveries now instead of after their backoff")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--config", type=Path, required=True, help=CONFIG_HELP)
-    p = add("quarantine", cmd_quarantine, "list, show or release quarantined instances")
-    p.add_argument("action", choices=["list", "show", "release"])
+    p = add("quarantine", cmd_quarantine, "list, show, release or delete quarantined instances")
+    p.add_argument("action", choices=["list", "show", "release", "delete"])
     p.add_argument("id", type=int, nargs="?")
+    p.add_argument("--reason", help="with delete: why the original is deleted for good (kept in the audit trail)")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--config", type=Path, required=True, help=CONFIG_HELP)

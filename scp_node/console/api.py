@@ -45,6 +45,7 @@ class Credentials(BaseModel):
 
 class RetryRequest(BaseModel):
     destination: str | None = None  # None: every destination
+    delivery_id: int | None = None  # only this failed delivery
 
 
 class DeleteRequest(BaseModel):
@@ -137,7 +138,7 @@ def list_deliveries(request: Request, who: Viewer, state: Send | None = None,
 @router.post("/deliveries/retry")
 def retry_deliveries(body: RetryRequest, request: Request, who: Operator) -> dict[str, int]:
     try:
-        return {"requeued": ops.retry(ctx(request), who, body.destination, address(request))}
+        return {"requeued": ops.retry(ctx(request), who, body.destination, address(request), body.delivery_id)}
     except KeyError:
         raise HTTPException(404, f"unknown destination {body.destination!r}") from None
 

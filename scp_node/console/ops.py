@@ -73,12 +73,15 @@ def history(c: ConsoleContext, iid: int) -> dict[str, Any] | None:
             "deliveries": [delivery_json(d) for d in deliveries], "console": views}
 
 
-def retry(c: ConsoleContext, who: Principal, destination: str | None, addr: str | None) -> int:
-    """Requeue failed deliveries (one destination's or all); KeyError for an unknown destination."""
+def retry(c: ConsoleContext, who: Principal, destination: str | None, addr: str | None,
+          delivery_id: int | None = None) -> int:
+    """Requeue failed deliveries (one delivery, one destination's or all); KeyError for an unknown
+    destination."""
     if destination and destination not in {d.name for d in c.settings.destinations}:
         raise KeyError(destination)
-    n = c.store.retry_failed(destination)
-    c.accounts.audit(who.name, "retry", address=addr, detail=f"{destination or 'all destinations'}: {n} requeued")
+    n = c.store.retry_failed(destination, delivery_id)
+    what = f"delivery {delivery_id}" if delivery_id is not None else destination or "all destinations"
+    c.accounts.audit(who.name, "retry", address=addr, detail=f"{what}: {n} requeued")
     return n
 
 
