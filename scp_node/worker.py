@@ -32,6 +32,7 @@ def process_one(store: Store, processor: Processor, item: Claimed,
     if lookup is not None:
         lookup.refresh()  # outside the try: a database error here is retried, never quarantined
     started = time.perf_counter()
+    processor.progress = ClipProgress(item.id)
     try:
         ds = read(item.path)
         done = processor.process(ds, item.calling_ae, item.called_ae)
@@ -56,6 +57,19 @@ def process_one(store: Store, processor: Processor, item: Claimed,
             log.error("instance %s: could not record its pseudonyms in the map (%s)", item.id, failure(exc))
     log.info("instance %s (%s) queued for %s", item.id, str(done.dataset.SOPInstanceUID)[-12:], ", ".join(done.destinations))
     return "queued"
+
+
+class ClipProgress:
+    """Logs a clip's masking progress at each tenth of its frames (instance ID and frame counts only)."""
+
+    def __init__(self, instance_id: int) -> None:
+        self.instance_id, self.tenth = instance_id, 0
+
+    def __call__(self, done: int, total: int) -> None:
+        tenth = 10 * done // max(total, 1)
+        if tenth > self.tenth:
+            self.tenth = tenth
+            log.info("instance %s: %d of %d frames masked", self.instance_id, done, total)
 
 
 class ProcessWorker(threading.Thread):
