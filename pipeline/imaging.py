@@ -14,6 +14,7 @@ from digimask.pipeline.errors import Quarantined
 from digimask.pipeline.eyes.landmarks import Side
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v"})  # plain clips, decoded by pipeline/dicom/video.py
 MAX_PIXELS = 100_000_000  # rows x columns (x frames): larger files are refused, not decoded
 LUMA_REC601 = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma weights of R, G, B
 

@@ -148,3 +148,12 @@ def test_blink_and_nystagmus_indicators_on_known_series() -> None:
     assert wobble["amplitude_deg"] == pytest.approx(2.0, rel=0.1)
     long = ["closed"] * 45 + ["open"] * 45
     assert blinks(_series(long, np.zeros(90)), rate)["closures"][0]["duration_ms"] == 1500.0
+
+
+def test_a_folder_batch_finds_clips(masked_mp4) -> None:
+    """``digimask mask DIR`` / ``measure DIR`` pick up .mp4/.mov files beside photos and DICOM files."""
+    from digimask.commands.inputs import collect_inputs
+
+    _, clip, out = masked_mp4
+    found = collect_inputs([clip.parent], skip_names=(".params.json",))
+    assert clip in found and out / "clip.mp4" in found

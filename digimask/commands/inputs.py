@@ -5,14 +5,14 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-from digimask.pipeline.imaging import IMAGE_SUFFIXES
+from digimask.pipeline.imaging import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
 
 
 def is_image_or_dicom(path: Path) -> bool:
-    """An image by its suffix, or DICOM by suffix or by the ``DICM`` prefix after the preamble."""
-    if path.suffix.lower() in IMAGE_SUFFIXES or path.suffix.lower() == ".dcm":
+    """An image or a clip by its suffix, or DICOM by suffix or by the ``DICM`` prefix after the preamble."""
+    if path.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES or path.suffix.lower() == ".dcm":
         return True
     with path.open("rb") as f:
         return f.read(132)[128:132] == b"DICM"

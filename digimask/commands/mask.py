@@ -99,7 +99,7 @@ class _Job:
     progress: bool = False  # a progress bar per video (frames)
 
     def __call__(self, path: Path) -> str | None:
-        from digimask.pipeline.dicom.video import VIDEO_SUFFIXES
+        from digimask.pipeline.imaging import VIDEO_SUFFIXES
         from digimask.pipeline.mask.digital_mask import DigitalMask
 
         if ("masker", self.renderer) not in _state:

@@ -32,8 +32,7 @@ MIN_TRACE_S = 2.0
 
 def is_clip_file(path: Path) -> bool:
     """A video file by its suffix, or a DICOM file with several frames or a video stream."""
-    from digimask.pipeline.dicom.video import VIDEO_SUFFIXES
-    from digimask.pipeline.imaging import IMAGE_SUFFIXES
+    from digimask.pipeline.imaging import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
     if path.suffix.lower() in VIDEO_SUFFIXES | IMAGE_SUFFIXES:
         return path.suffix.lower() in VIDEO_SUFFIXES
@@ -56,11 +55,12 @@ def measure_clip_file(path: Path, options, max_pixels: int = 60_000_000, max_fra
 
     from digimask.pipeline.dicom import video
     from digimask.pipeline.errors import Quarantined
+    from digimask.pipeline.imaging import VIDEO_SUFFIXES
 
     record: dict[str, Any] = {"path": str(path), "status": "ok", "reason": None, "mode": "clip", "eyes": {},
                               "head_pose": None}
     try:
-        if path.suffix.lower() in video.VIDEO_SUFFIXES:
+        if path.suffix.lower() in VIDEO_SUFFIXES:
             info = video.probe(path)
             frames, rate, total = video.iter_frames(path), float(info.rate), info.frames
         else:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from digimask.pipeline.errors import Quarantined
+from digimask.pipeline.imaging import VIDEO_SUFFIXES
 
 
 def mask_video(path: Path, out_dir: Path, masker, options, progress: bool = True) -> Path:
@@ -82,7 +83,7 @@ def render_clip(params: dict, frames, rate_hz: float | None, output: Path, rende
 
     output.parent.mkdir(parents=True, exist_ok=True)
     images = (render_params(p, renderer) for p in series_params(params, frames))
-    if output.suffix.lower() not in video.VIDEO_SUFFIXES:
+    if output.suffix.lower() not in VIDEO_SUFFIXES:
         n = 0
         for n, image in enumerate(images, 1):
             Image.fromarray(image).save(output.with_name(f"{output.stem}.{n - 1:04d}{output.suffix}"))

@@ -42,7 +42,6 @@ VIDEO_TRANSFER_SYNTAXES: dict[str, str] = {
                                MPEG4HP423D, MPEG4HP423DF, MPEG4HP42STEREO, MPEG4HP42STEREOF)},
 }
 OUTPUT_TRANSFER_SYNTAX = MPEG4HP41
-VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".m4v"})
 MAX_LEVEL41_MACROBLOCKS = 8192  # H.264 Level 4.1 frame size limit (A.3.1, Table A-1): 1920 x 1088
 DEFAULT_CRF = 12
 
