@@ -7,7 +7,8 @@ instance's IOD so that Type 1 attributes get dummies and Type 2 attributes zero 
 Fail closed: an attribute the table does not name is kept only if it is on the keep-list (the attributes
 the accepted IODs define, where they define them; ``standard/keep.json``) or the administrator's
 ``deid.keep_attributes``. Unknown and retired public tags, and attributes the IOD does not define inside
-a sequence, are removed and their tags reported in :attr:`Deidentified.removed`. Private elements are
+a sequence, are removed and their tags reported in :attr:`Deidentified.removed`, as are kept values that
+are invalid for their VR (control characters, lengths, formats). Private elements are
 removed unless Retain Safe Private is on and the creator declared the block SAFE. Pixel data is not
 copied: the encode stage writes the masked pixels.
 """
@@ -21,10 +22,12 @@ from dataclasses import dataclass, field
 from digimask.config.settings import DeidOption
 from digimask.pipeline.deid.profile import Profile, iod_types, resolve
 from digimask.pipeline.deid.pseudonym import Pseudonymizer
+from pydicom import config
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
+from pydicom.valuerep import validate_value
 
 PIXEL_GROUP = 0x7FE0
 _TEXT_VRS = {"LO", "LT", "SH", "ST", "UT", "UC", "PN"}
@@ -43,7 +46,7 @@ class Deidentified:
     source_uid: str  # the source instance's SOP Instance UID after remapping
     output_uid: str  # SOP Instance UID of the derived (masked) output
     codes: list[tuple[str, str]] = field(default_factory=list)
-    removed: list[int] = field(default_factory=list)  # public tags off the keep-list that were dropped
+    removed: list[int] = field(default_factory=list)  # public tags dropped: off the keep-list, or invalid for their VR
 
 
 class Deidentifier:
@@ -113,6 +116,9 @@ class _Walk:
             else:
                 resolved = resolve(action, self.types.get(tag) if parent is None else None)
             new = self._apply(elem, resolved)
+            if new is not None and not _valid(new):  # e.g. a bit flip made a kept text unusable
+                self.removed.add(int(tag))
+                continue
             if new is not None:
                 out.add(new)
         return out
@@ -153,6 +159,30 @@ class _Walk:
         if vr in _TEXT_VRS and elem.value:
             return DataElement(elem.tag, vr, _clean_text(str(elem.value), self.identifying))
         return _copy(elem)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f]")  # allowed in text: TAB LF FF CR ESC
+_LINE_BREAK = re.compile(r"[\t\n\f\r]")
+_STRING_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "PN", "SH", "TM", "UI", "UC"}
+
+
+def _valid(elem: DataElement) -> bool:
+    """Whether a kept value is valid for its VR (PS3.5 6.2: characters, lengths, formats), so that an
+    output never carries a value its IOD check or the PACS would reject."""
+    if elem.VR not in _STRING_VRS | _TEXT_VRS or elem.value in (None, ""):
+        return True
+    values = elem.value if elem.VM > 1 else [elem.value]
+    for value in values:
+        if isinstance(value, (int, float)):  # IS/DS already parsed as numbers: pydicom writes them validly
+            continue
+        text = str(value)
+        if _CONTROL.search(text) or (elem.VR in _STRING_VRS and _LINE_BREAK.search(text)):
+            return False
+        try:
+            validate_value(elem.VR, text, config.RAISE)
+        except (ValueError, TypeError):
+            return False
+    return True
 
 
 def removed_note(tags: list[int], limit: int = 16) -> str:

@@ -180,3 +180,11 @@ def test_missing_study_and_series_uids_are_generated_per_study(astronaut) -> Non
     assert da.SeriesInstanceUID == db.SeriesInstanceUID != do.SeriesInstanceUID
     assert da.StudyInstanceUID.startswith("2.25.") and da.StudyInstanceUID != Pseudonymizer(b"key").uid("")
     assert Deidentifier([], Pseudonymizer(b"other"))(a).dataset.StudyInstanceUID != da.StudyInstanceUID
+
+
+def test_kept_values_invalid_for_their_vr_are_dropped(astronaut) -> None:
+    ds = f.op8("flipped", astronaut)
+    ds.ManufacturerModelName = "Ext\x03am 3000"  # a bit flip: a control character in LO (dciodvfy: invalid)
+    done = Deidentifier([], Pseudonymizer(b"key"))(ds)
+    assert "ManufacturerModelName" not in done.dataset and 0x00081090 in done.removed
+    assert done.dataset.Manufacturer == ds.Manufacturer  # valid values stay
