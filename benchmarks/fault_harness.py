@@ -219,7 +219,7 @@ class Harness:
         remaining, kills = list(files), 0
         while remaining:
             log = (self.root / "storescu.log").open("w+")  # a file, not a pipe: -v output would fill a pipe and block
-            sender = subprocess.Popen(["storescu", "-v", "-aet", "STORESCU", "-aec", "DIGIMASK", "127.0.0.1", str(self.port),
+            sender = subprocess.Popen(["/usr/bin/storescu", "-v", "-aet", "STORESCU", "-aec", "DIGIMASK", "127.0.0.1", str(self.port),
                                        *map(str, remaining)], stdout=log, stderr=subprocess.STDOUT, env=PEER_ENV)
             if kills < len(thresholds):
                 try:
@@ -247,7 +247,7 @@ class Harness:
         s, fig = self.sizes, self.figures
         self.orthanc.stop()
         files = [f.save(f.op8(f"outage-{i}", self.pixels, i), self.root / f"outage-{i}.dcm") for i in range(s.queued_in_outage)]
-        subprocess.run(["storescu", "-aet", "STORESCU", "-aec", "DIGIMASK", "127.0.0.1", str(self.port), *map(str, files)],
+        subprocess.run(["/usr/bin/storescu", "-aet", "STORESCU", "-aec", "DIGIMASK", "127.0.0.1", str(self.port), *map(str, files)],
                        check=True, capture_output=True, env=PEER_ENV)
         time.sleep(s.outage_s)
         self.orthanc.start()
@@ -277,7 +277,7 @@ class Harness:
                 paths.append(folder / f"{serial}.dcm")
                 paths[-1].write_bytes(data)
             statuses += send_raw(self.port, paths)
-            echo = subprocess.run(["echoscu", "-aet", "ECHOSCU", "-aec", "DIGIMASK", "127.0.0.1", str(self.port)],
+            echo = subprocess.run(["/usr/bin/echoscu", "-aet", "ECHOSCU", "-aec", "DIGIMASK", "127.0.0.1", str(self.port)],
                                   capture_output=True, env=PEER_ENV)
             fig.node_down += echo.returncode != 0
         fig.fuzzed = len(statuses)
@@ -321,7 +321,7 @@ class Harness:
         codes: list[int] = []
 
         def one(files: list[Path]) -> None:
-            r = subprocess.run(["storescu", "-aet", "STORESCU", "-aec", "DIGIMASK", "127.0.0.1", str(self.port),
+            r = subprocess.run(["/usr/bin/storescu", "-aet", "STORESCU", "-aec", "DIGIMASK", "127.0.0.1", str(self.port),
                                 *map(str, files)], capture_output=True, env=PEER_ENV, timeout=600)
             codes.append(r.returncode)
 

@@ -27,7 +27,7 @@ from peers import PEER_ENV, NodeProcess, Orthanc, free_port, node_config, wait_f
 
 def send(port: int, files: list[Path], aec: str) -> float:
     start = time.perf_counter()
-    r = subprocess.run(["storescu", "-aet", "STORESCU", "-aec", aec, "127.0.0.1", str(port), *map(str, files)],
+    r = subprocess.run(["/usr/bin/storescu", "-aet", "STORESCU", "-aec", aec, "127.0.0.1", str(port), *map(str, files)],
                        capture_output=True, text=True, env=PEER_ENV)
     elapsed = time.perf_counter() - start
     if r.returncode != 0:
@@ -52,7 +52,7 @@ def main() -> None:
                  for i in range(n)]
         size_kb = files[0].stat().st_size / 1024
         (root / "storescp").mkdir()
-        scp, scp_port = start_peer(["storescp", "-aet", "STORESCP", "-od", str(root / "storescp")])
+        scp, scp_port = start_peer(["/usr/bin/storescp", "-aet", "STORESCP", "-od", str(root / "storescp")])
         t_scp = send(scp_port, files, "STORESCP")
         # pynetdicom's own storescp, storing nothing: the ceiling of the library the node is built on
         pyn, pyn_port = start_peer([sys.executable, "-m", "pynetdicom", "storescp", "--ignore", "-aet", "PYNETDICOM"])

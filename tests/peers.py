@@ -140,6 +140,8 @@ max_age_s = 600
 name = "all"
 destinations = {json.dumps(list(destinations))}
 """
+    if "[console]" not in extra:  # the console's default port is one per machine: test nodes go without
+        text += "\n[console]\nenabled = false\n"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "digimask.toml"
     path.write_text(text)
@@ -172,7 +174,7 @@ class NodeProcess:
 
 def storescu(port: int, files: Iterable[Path], aet: str = "STORESCU", extra: Iterable[str] = ()) -> subprocess.CompletedProcess:
     """Send files as a modality does; ``-xy`` proposes JPEG Baseline as well as uncompressed."""
-    cmd = ["storescu", "-xy", "-aet", aet, "-aec", "DIGIMASK", *extra, "127.0.0.1", str(port), *map(str, files)]
+    cmd = ["/usr/bin/storescu", "-xy", "-aet", aet, "-aec", "DIGIMASK", *extra, "127.0.0.1", str(port), *map(str, files)]
     return subprocess.run(cmd, capture_output=True, text=True, env=PEER_ENV, timeout=300)
 
 

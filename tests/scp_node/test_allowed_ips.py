@@ -21,7 +21,7 @@ def test_only_listed_addresses_are_served(tmp_path) -> None:
     config.write_text(config.read_text().replace("[node]\n", '[node]\nallowed_ips = ["127.0.0.2"]\n', 1))
     node = NodeProcess(config, port).start()
     try:
-        refused = subprocess.run(["echoscu", "-aet", "ECHOSCU", "-aec", "DIGIMASK", "127.0.0.1", str(port)],
+        refused = subprocess.run(["/usr/bin/echoscu", "-aet", "ECHOSCU", "-aec", "DIGIMASK", "127.0.0.1", str(port)],
                                  capture_output=True, text=True, env=PEER_ENV, timeout=60)
         ae = AE(ae_title="ECHOSCU")
         ae.add_requested_context(VERIFICATION)

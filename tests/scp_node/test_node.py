@@ -17,6 +17,7 @@ from digimask.pipeline.deid.pseudonym import Pseudonymizer
 from digimask.storage.models import Send, State
 from digimask.storage.store import open_store
 from peers import (
+    PEER_ENV,
     NodeProcess,
     Orthanc,
     dciodvfy_errors,
@@ -145,8 +146,8 @@ def test_pacs_down_then_back(sample, orthanc, tmp_path) -> None:
 def test_sigkill_mid_batch_loses_nothing(orthanc, astronaut, tmp_path) -> None:
     files = [f.save(f.op8(f"kill-{i}", astronaut[::2, ::2], i), tmp_path / f"k{i}.dcm") for i in range(150)]
     node = start_node(tmp_path, orthanc)
-    sender = subprocess.Popen(["storescu", "-v", "-aet", "STORESCU", "-aec", "DIGIMASK", "127.0.0.1", str(node.port),
-                               *map(str, files)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sender = subprocess.Popen(["/usr/bin/storescu", "-v", "-aet", "STORESCU", "-aec", "DIGIMASK", "127.0.0.1", str(node.port),
+                               *map(str, files)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=PEER_ENV)
     store = open_store(load(node.config))
     wait_for(lambda: sum(store.counts().values()) >= 10, 60, "10 instances received")
     node.kill(signal.SIGKILL)
@@ -208,7 +209,8 @@ def test_bad_input_gets_an_honest_status_or_quarantine_and_the_node_keeps_servin
         assert sum(store.counts().values()) == 1  # the refused ones were never recorded
         good = storescu(node.port, [f.save(f.op8("after", astronaut), tmp_path / "after.dcm")])
         assert good.returncode == 0
-        echo = subprocess.run(["echoscu", "-aet", "ECHOSCU", "-aec", "DIGIMASK", "127.0.0.1", str(node.port)])
+        echo = subprocess.run(["/usr/bin/echoscu", "-aet", "ECHOSCU", "-aec", "DIGIMASK", "127.0.0.1", str(node.port)],
+                              env=PEER_ENV)
         assert echo.returncode == 0
         wait_for(lambda: store.counts().get("done", 0) == 2, 60, "the usable instances forwarded")
     finally:

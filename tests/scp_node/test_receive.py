@@ -56,7 +56,7 @@ def test_called_ae_titles_are_checked_recorded_and_routed_on(orthanc, astronaut,
     main, research = (f.save(f.op8(n, astronaut[:64, :64]), tmp_path / f"{n}.dcm") for n in ("main", "research"))
     try:
         assert storescu(port, [main]).returncode == 0
-        cmd = ["storescu", "-aet", "STORESCU", "127.0.0.1", str(port)]
+        cmd = ["/usr/bin/storescu", "-aet", "STORESCU", "127.0.0.1", str(port)]
         assert subprocess.run([*cmd[:3], "-aec", "DIGIMASK_RES", *cmd[3:], str(research)], env=PEER_ENV).returncode == 0
         wrong = subprocess.run([*cmd[:3], "-aec", "ANYBODY", *cmd[3:], str(research)], capture_output=True, text=True, env=PEER_ENV)
         assert wrong.returncode != 0 and "Called AE Title Not Recognized" in wrong.stdout + wrong.stderr
@@ -122,7 +122,7 @@ def test_associations_past_the_limit_are_refused_and_logged(tmp_path) -> None:
                 break
             held.append(assoc)
         assert 1 <= len(held) <= 3
-        second = subprocess.run(["echoscu", "-aet", "ECHOSCU", "-aec", "DIGIMASK", "127.0.0.1", str(port)],
+        second = subprocess.run(["/usr/bin/echoscu", "-aet", "ECHOSCU", "-aec", "DIGIMASK", "127.0.0.1", str(port)],
                                 capture_output=True, text=True, env=PEER_ENV, timeout=60)
     finally:
         for assoc in held:

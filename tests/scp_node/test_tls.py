@@ -41,7 +41,7 @@ def test_tls_with_client_certificate(pki, astronaut, tmp_path) -> None:
     node = NodeProcess(config, port).start()
     try:
         image = f.save(f.op8("tls", astronaut), tmp_path / "tls.dcm")
-        base = ["storescu", "-aet", "STORESCU", "-aec", "DIGIMASK"]
+        base = ["/usr/bin/storescu", "-aet", "STORESCU", "-aec", "DIGIMASK"]
         secure = subprocess.run([*base, "+tls", str(pki / "modality.key"), str(pki / "modality.crt"), "+cf", str(pki / "ca.crt"),
                                  "127.0.0.1", str(port), str(image)], capture_output=True, text=True, env=PEER_ENV, timeout=60)
         assert secure.returncode == 0, secure.stderr
