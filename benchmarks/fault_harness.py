@@ -259,6 +259,15 @@ class Harness:
             pass
         fig.outage_s, fig.delivered_after_return_s = s.outage_s, round(time.monotonic() - back, 1)
 
+    def _forwarded_since(self, before: set[str]):  # type: ignore[no-untyped-def]
+        """(Orthanc ID, bytes, dataset) of every instance Orthanc holds that was not there ``before`` (SOP
+        Instance UIDs)."""
+        for oid in self.orthanc.instances():
+            raw = self.orthanc.file(oid)
+            ds = pydicom.dcmread(io.BytesIO(raw))
+            if str(ds.SOPInstanceUID) not in before:
+                yield oid, raw, ds
+
     def fuzz(self) -> None:
         s, fig = self.sizes, self.figures
         seeds = [f.op8("fuzz-seed", self.pixels), f.vl("fuzz-seed-vl", self.pixels)]
@@ -296,11 +305,7 @@ class Harness:
         leak_re = PLANTED.encode()
         out_dir = self.root / "forwarded"
         out_dir.mkdir()
-        for oid in self.orthanc.instances():
-            raw = self.orthanc.file(oid)
-            ds = pydicom.dcmread(io.BytesIO(raw))
-            if str(ds.SOPInstanceUID) in before:
-                continue
+        for oid, raw, ds in self._forwarded_since(before):
             fig.forwarded += 1
             fig.planted_phi_forwarded += leak_re in raw
             try:
@@ -384,11 +389,7 @@ class Harness:
         time.sleep(5)  # the last deliveries
         out_dir = self.root / "held_out_forwarded"
         out_dir.mkdir()
-        for oid in self.orthanc.instances():
-            raw = self.orthanc.file(oid)
-            ds = pydicom.dcmread(io.BytesIO(raw))
-            if str(ds.SOPInstanceUID) in before:
-                continue
+        for oid, raw, ds in self._forwarded_since(before):
             fig.held_out_forwarded += 1
             text = "\n".join(str(e.value) for e in ds.iterall() if e.VR not in ("OB", "OW", "SQ", "UN"))
             fig.held_out_phi_forwarded += any(v in text for v in phi)

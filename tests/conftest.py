@@ -21,3 +21,14 @@ def grace_hopper() -> np.ndarray:
 
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
         return np.asarray(Image.open(f).convert("RGB"))
+
+
+@pytest.fixture
+def orthanc(tmp_path):  # type: ignore[no-untyped-def]
+    """A real Orthanc PACS for one test, with the DCMTK tools that talk to it (scripts/setup installs both)."""
+    from peers import Orthanc, require
+
+    require("storescu", "echoscu", "Orthanc", "dciodvfy")
+    pacs = Orthanc(tmp_path / "orthanc").start()
+    yield pacs
+    pacs.stop()

@@ -12,17 +12,10 @@ from digimask.pipeline.process import Processor
 from digimask.scp_node.forward import echo, send_batch, settle
 from digimask.storage.models import Send
 from digimask.storage.store import open_store
-from peers import Orthanc, free_port, node_config, require
+from peers import free_port, node_config
 
 pytestmark = pytest.mark.peers
 
-
-@pytest.fixture
-def orthanc(tmp_path):  # type: ignore[no-untyped-def]
-    require("Orthanc")
-    pacs = Orthanc(tmp_path / "orthanc").start()
-    yield pacs
-    pacs.stop()
 
 
 def queue_outputs(config: Path, astronaut, valid: int, invalid: int):  # type: ignore[no-untyped-def]

@@ -44,12 +44,6 @@ def sample(astronaut, grace_hopper, tmp_path_factory) -> list[Path]:
     return f.write_set(tmp_path_factory.mktemp("modality"), images)
 
 
-@pytest.fixture
-def orthanc(tmp_path):  # type: ignore[no-untyped-def]
-    pacs = Orthanc(tmp_path / "orthanc").start()
-    yield pacs
-    pacs.stop()
-
 
 def start_node(tmp_path: Path, orthanc: Orthanc, **kw) -> NodeProcess:  # type: ignore[no-untyped-def]
     port = free_port()

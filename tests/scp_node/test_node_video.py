@@ -20,11 +20,9 @@ from digimask.storage.models import State
 from digimask.storage.store import open_store
 from peers import (
     NodeProcess,
-    Orthanc,
     dciodvfy_errors,
     free_port,
     node_config,
-    require,
     storescu,
     wait_for,
 )
@@ -32,13 +30,6 @@ from pydicom.encaps import generate_fragments
 
 pytestmark = pytest.mark.peers
 
-
-@pytest.fixture
-def orthanc(tmp_path):  # type: ignore[no-untyped-def]
-    require("storescu", "Orthanc", "dciodvfy")
-    pacs = Orthanc(tmp_path / "orthanc").start()
-    yield pacs
-    pacs.stop()
 
 
 def test_video_photographic_through_the_node(orthanc, astronaut, tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ from digimask.storage.store import open_store
 from peers import (
     PEER_ENV,
     NodeProcess,
-    Orthanc,
     free_port,
     node_config,
     require,
@@ -24,13 +23,6 @@ from sqlalchemy import text
 
 pytestmark = pytest.mark.peers
 
-
-@pytest.fixture
-def orthanc(tmp_path):  # type: ignore[no-untyped-def]
-    require("storescu", "echoscu", "Orthanc")
-    pacs = Orthanc(tmp_path / "orthanc").start()
-    yield pacs
-    pacs.stop()
 
 
 class VerboseNode(NodeProcess):
