@@ -239,28 +239,11 @@ def table_warps() -> None:
 
 def drawn_eye(params, side: str, u: np.ndarray, v: np.ndarray) -> tuple[float, float]:
     """MRD1 and MRD2 (px) of the avatar's eye as drawn: its limbus centre to its lid margins along v."""
-    import torch
     from digimask.pipeline.eyes.measure import lid_height
-    from digimask.pipeline.mask import avatar
-    from digimask.pipeline.mask.template import load
+    from digimask.pipeline.mask.drawn import drawn_eyes
 
-    tpl, f64 = load(), torch.float64
-    eye = tpl.eyes[side]
-    p = torch.tensor(params.eyes[side].as_vector(), dtype=f64)
-    h, c = params.head, params.camera
-    head = torch.tensor([h.yaw_deg, h.pitch_deg, h.roll_deg, *h.translation_mm], dtype=f64)
-    camera = torch.tensor([c.focal_px, c.cx, c.cy], dtype=f64)
-    sign, centre = torch.tensor(eye.sign, dtype=f64), torch.as_tensor(eye.eyeball_center, dtype=f64)
-    t = np.linspace(0.0, 1.0, 201)
-
-    def pixels(points: torch.Tensor) -> np.ndarray:
-        return avatar.project(avatar.to_camera(points, head), camera).numpy()
-
-    with torch.no_grad():
-        iris = pixels(avatar.limbus(p, centre, sign))[0]
-        lids = [pixels(avatar.lid_points(p, torch.as_tensor(t), torch.as_tensor(avatar.margin_template(eye, tpl, t, upper)),
-                                         sign, centre, upper)) for upper in (True, False)]
-    return lid_height(lids[0], iris, u, v), -lid_height(lids[1], iris, u, v)
+    eye = drawn_eyes(params)[side]
+    return lid_height(eye.upper_lid, eye.iris_center, u, v), -lid_height(eye.lower_lid, eye.iris_center, u, v)
 
 
 def table_renders() -> None:
@@ -276,7 +259,7 @@ def table_renders() -> None:
     changes = (("MRD1 (upper lid -1 mm)", "upper_lid_mm", -1.0), ("MRD2 (lower lid +1 mm)", "lower_lid_mm", 1.0),
                ("gaze_h (both +10 deg)", "gaze_yaw_deg", 10.0), ("gaze_v (both +10 deg)", "gaze_pitch_deg", 10.0))
     for name in ("astronaut.png", "grace_hopper.jpg", "obama.jpg"):
-        params = mask_image(np.asarray(Image.open(FACES / name).convert("RGB")), refine=0).params
+        params = mask_image(np.asarray(Image.open(FACES / name).convert("RGB"))).params
         base = analyse(render(params))
         u, v = eye_axes(base.eyes)
         k = base.measurements.scale.mm_per_px
