@@ -50,6 +50,7 @@ IODS = {
     "1.2.840.10008.5.1.4.1.1.77.1.4": "vl-photographic-image",
     "1.2.840.10008.5.1.4.1.1.7": "secondary-capture-image",
     "1.2.840.10008.5.1.4.1.1.7.4": "multi-frame-true-color-sc-image",
+    "1.2.840.10008.5.1.4.1.1.77.1.4.1": "video-photographic-image",
 }
 # Reviewed by hand: attributes the accepted IODs define and the Table E.1-1 sources do not list, but which can
 # identify a patient, a specimen, a site or the original instance. They stay off the keep-list.
