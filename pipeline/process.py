@@ -68,15 +68,13 @@ class Processor:
             raise Quarantined(f"malformed dataset ({type(exc).__name__})") from None
         masker, notes = self.masker, {"removed": removed_note(deid.removed)} if deid.removed else {}
         try:
-            masked, params, per_frame, clip_notes = self._mask_clip(masker, frames, deid.dataset) if clip else (
-                *self._mask(masker, frames.rgb, deid.dataset), None, {})
+            masked, params, per_frame, clip_notes = self._mask_any(masker, frames, deid.dataset, clip)
         except MaskingFailed as exc:
             if self.settings.pixels.on_failure != "blank":
                 raise Quarantined(f"masking failed: {exc.reason}") from None
             masker, notes["mask_failure"] = BlankMasker(), exc.reason
             frames = self._frames(ds, clip)  # a clip's stream is spent: decode it again
-            masked, params, per_frame, clip_notes = self._mask_clip(masker, frames, deid.dataset) if clip else (
-                *self._mask(masker, frames.rgb, deid.dataset), None, {})
+            masked, params, per_frame, clip_notes = self._mask_any(masker, frames, deid.dataset, clip)
         out = encode(
             deid, masked, monochrome=frames.monochrome, bits_stored=frames.bits_stored,
             masker_name=masker.name, cleans_recognizable_features=masker.cleans_recognizable_features,
@@ -93,6 +91,13 @@ class Processor:
         if clip:
             return stream(ds, self.settings.storage.max_pixels, self.settings.video.max_frames)
         return decode(ds, self.settings.storage.max_pixels)
+
+    def _mask_any(self, masker: PixelMasker, frames, ds: Dataset, clip: bool
+                  ) -> tuple[np.ndarray | EncodedVideo, dict | None, FrameArray | None, dict[str, Any]]:
+        """Masked pixels, the block's parameters, per-frame parameters (clips) and clip notes."""
+        if clip:
+            return self._mask_clip(masker, frames, ds)
+        return (*self._mask(masker, frames.rgb, ds), None, {})
 
     def _mask_clip(self, masker: PixelMasker, clip: FrameStream, ds: Dataset
                    ) -> tuple[np.ndarray | EncodedVideo, dict | None, FrameArray | None, dict[str, Any]]:

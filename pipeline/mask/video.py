@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -302,7 +303,7 @@ class _Resolver:
         waiting: list[int] = []
         lost = run = n = 0
         reasons: dict[str, int] = {}
-        for i, frame in enumerate(_chain(first, frames)):
+        for i, frame in enumerate(chain([first], frames)):
             n = i + 1
             vector = None
             try:
@@ -337,11 +338,6 @@ class _Resolver:
 
     def _drawn(self, last: np.ndarray, code: int) -> np.ndarray:
         return closed(last, self.layout[3]) if code == CLOSED else last
-
-
-def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    yield first
-    yield from rest
 
 
 def _top(reasons: Mapping[str, int]) -> str:
