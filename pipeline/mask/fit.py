@@ -82,14 +82,13 @@ class _EyeProblem:
     dense_lower: np.ndarray
 
 
-def fit(analysis: Analysis, eyes_from: AvatarParams | None = None) -> AvatarParams:
-    """Avatar parameters for one analysed image; ``eyes_from``: parameters of the same face (e.g. the
-    previous video frame) whose eye vectors start the eye fit."""
-    return fit_batch([analysis], None if eyes_from is None else [eyes_from])[0]
+def fit(analysis: Analysis) -> AvatarParams:
+    """Avatar parameters for one analysed image."""
+    return fit_batch([analysis])[0]
 
 
-def fit_batch(analyses: Sequence[Analysis], eyes_from: Sequence[AvatarParams | None] | None = None) -> list[AvatarParams]:
-    """Avatar parameters for several analysed images, solved together (arguments as for :func:`fit`)."""
+def fit_batch(analyses: Sequence[Analysis]) -> list[AvatarParams]:
+    """Avatar parameters for several analysed images, solved together."""
     dev = device()
     cameras = [_camera(a) for a in analyses]
     heads = _fit_heads(analyses, cameras, dev)
@@ -97,11 +96,7 @@ def fit_batch(analyses: Sequence[Analysis], eyes_from: Sequence[AvatarParams | N
     for i, a in enumerate(analyses):
         axes = np.stack(eye_axes(a.eyes))
         for side, eye in a.eyes.items():
-            problem = _eye_problem(side, eye, axes)
-            start = eyes_from[i].eyes.get(side) if eyes_from is not None and eyes_from[i] is not None else None
-            if start is not None:
-                problem = replace(problem, p0=np.array(start.as_vector(), dtype=float))
-            problems.append(problem)
+            problems.append(_eye_problem(side, eye, axes))
             owners.append((i, side))
     eyes = _fit_eyes(problems, [heads[i] for i, _ in owners], [cameras[i] for i, _ in owners], dev)
     out = []
