@@ -165,7 +165,7 @@ def levenberg_marquardt(residual, p0: torch.Tensor, data: tuple[torch.Tensor, ..
         better = cost_trial < cost
         gain = ((cost - cost_trial) / cost.clamp(min=1e-12)).clamp(min=0)
         # Converged: an accepted step that no longer pays, or a step too short to matter (at the optimum
-        # every step fails and only shrinks; a warm start begins there).
+        # every step fails and only shrinks).
         done |= (better & (gain < tol)) | ((trial - p).abs().amax(1) < STEP_TOL)
         p = torch.where(better[:, None], trial, p)
         r = torch.where(better[:, None], r_trial, r)
