@@ -13,13 +13,16 @@ from collections.abc import Callable
 from typing import Literal
 
 from digimask.config.settings import Settings
+from digimask.pipeline.dicom import private_block
 from digimask.pipeline.dicom.read import read
 from digimask.pipeline.dicom.validate import complete_output
 from digimask.pipeline.errors import Quarantined
 from digimask.pipeline.process import Processor
 from digimask.scp_node.logs import failure
 from digimask.scp_node.subjects import LookupSync
+from digimask.storage.overview import save_drawn_geometry
 from digimask.storage.store import Claimed, Store
+from pydicom.dataset import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,7 @@ def process_one(store: Store, processor: Processor, item: Claimed,
                            sop_class_uid=str(done.dataset.SOPClassUID), pseudo_patient_id=done.pseudo_patient_id,
                            detail=f"masker={processor.masker.name}; seconds={seconds:.3f}" + (f"; {notes}" if notes else "")):
         return "lost"
+    keep_drawn_geometry(store, item.id, done.dataset)
     if lookup is not None:
         try:
             lookup.seen(ds, done)
@@ -57,6 +61,22 @@ def process_one(store: Store, processor: Processor, item: Claimed,
             log.error("instance %s: could not record its pseudonyms in the map (%s)", item.id, failure(exc))
     log.info("instance %s (%s) queued for %s", item.id, str(done.dataset.SOPInstanceUID)[-12:], ", ".join(done.destinations))
     return "queued"
+
+
+def keep_drawn_geometry(store: Store, iid: int, output: Dataset) -> None:
+    """Keep what the mask drew (from the output's DIGIMASK block) for the console's overlay. Never fails the
+    instance: without it the console shows the mask without the overlay."""
+    try:
+        block = private_block.read(output)
+        if block is None or block[1] != "digital_mask":
+            return
+        from digimask.pipeline.mask.overlay import drawn_geometry  # torch: only where the digital mask runs
+
+        doc = drawn_geometry(block[2])
+        if doc is not None:
+            save_drawn_geometry(store, iid, doc)
+    except Exception as exc:
+        log.error("instance %s: the drawn geometry was not kept (%s)", iid, failure(exc))
 
 
 class ClipProgress:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from enum import Enum
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -94,6 +94,18 @@ class Event(Base):
     node_id: Mapped[str | None] = mapped_column(String(128))
 
     instance: Mapped[Instance] = relationship(back_populates="events")
+
+
+class DrawnGeometry(Base):
+    """What the mask drew (``digimask.geometry/1`` JSON, see ``pipeline/mask/overlay.py``), for the console's
+    overlay over the masked image: eye geometry in image pixels, computed from the mask's parameters only.
+    A table of its own, so a database made before it gains it at start (``db.init`` creates missing tables)."""
+
+    __tablename__ = "storage_drawn_geometry"
+
+    instance_id: Mapped[int] = mapped_column(ForeignKey("storage_instance.id"), primary_key=True)
+    doc: Mapped[str] = mapped_column(Text)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
 class Role(str, Enum):

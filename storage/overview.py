@@ -1,12 +1,15 @@
 """Read-side queries for the console and the metrics: queue depths, rates, filtered instance lists,
-processing times; and deleting a quarantined original with a reason. Built on the Store's session
-factory; the queue operations themselves (retry, release) stay the Store's."""
+processing times, the geometry a mask drew; deleting a quarantined original with a reason and keeping the
+drawn geometry. Built on the Store's session factory; the queue operations themselves (retry, release)
+stay the Store's."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
+from typing import Any
 
-from digimask.storage.models import Delivery, Event, Instance, State, utcnow
+from digimask.storage.models import Delivery, DrawnGeometry, Event, Instance, State, utcnow
 from digimask.storage.store import Store
 from sqlalchemy import func, select
 
@@ -99,3 +102,15 @@ def delete_quarantined(store: Store, iid: int, reason: str, by: str) -> bool:
         s.add(Event(instance_id=iid, state="deleted", detail=f"by {by}: {reason}"[:256], node_id=store.node_id))
     path.unlink(missing_ok=True)  # after the commit: a failed commit leaves the original and its row as they were
     return True
+
+
+def save_drawn_geometry(store: Store, iid: int, doc: dict[str, Any]) -> None:
+    """Keep what the mask drew for instance ``iid`` (replacing an earlier run's, e.g. before a release)."""
+    with store.sessions.begin() as s:
+        s.merge(DrawnGeometry(instance_id=iid, doc=json.dumps(doc, separators=(",", ":")), at=utcnow()))
+
+
+def drawn_geometry(store: Store, iid: int) -> dict[str, Any] | None:
+    with store.sessions() as s:
+        row = s.get(DrawnGeometry, iid)
+        return json.loads(row.doc) if row is not None else None

@@ -129,6 +129,16 @@ def mask_parameters(iid: int, request: Request, who: Viewer) -> dict[str, Any]:
     return found
 
 
+@router.get("/instances/{iid}/geometry")
+def drawn_geometry(iid: int, request: Request, who: Viewer) -> dict[str, Any]:
+    """What the mask drew, in the masked image's pixels: per eye the lid margins (lateral to medial), canthi,
+    limbus and reflex (schema ``digimask.geometry/1``)."""
+    found = ops.drawn(ctx(request), iid)
+    if found is None:
+        raise HTTPException(404, "no drawn geometry held for this instance (no masked output, or not the digital mask)")
+    return found
+
+
 @router.get("/deliveries")
 def list_deliveries(request: Request, who: Viewer, state: Send | None = None,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from digimask.storage.overview import (
     InstanceFilter,
     delete_quarantined,
     delivery_counts,
+    drawn_geometry,
     event_rates,
     find_instances,
 )
@@ -157,6 +158,15 @@ def mask_params(c: ConsoleContext, iid: int) -> dict[str, Any] | None:
         return None
     schema, masker, params = block
     return {"schema": schema, "masker": masker, "params": params}
+
+
+def drawn(c: ConsoleContext, iid: int) -> dict[str, Any] | None:
+    """What the mask drew (``digimask.geometry/1``: eye geometry in the masked image's pixels, as the worker
+    kept it), while the node holds the masked output it belongs to."""
+    found = c.store.instance(iid)
+    if found is None or not found[0].output_path or not (c.store.data_dir / found[0].output_path).exists():
+        return None
+    return drawn_geometry(c.store, iid)
 
 
 def lookup_import(c: ConsoleContext, who: Principal, text: str, addr: str | None) -> Imported:

@@ -94,7 +94,8 @@ def quarantine(request: Request, who: Viewer) -> HTMLResponse:
 
 
 @router.get("/instances/{iid}", response_class=HTMLResponse)
-def instance(iid: int, request: Request, who: Viewer) -> HTMLResponse:
+def instance(iid: int, request: Request, who: Viewer, overlay: str = "") -> HTMLResponse:
+    """``overlay=1``: the drawn eye geometry over the masked image; ``overlay=eyes``: the same, enlarged to the eyes."""
     found = ops.history(ctx(request), iid)
     if found is None:
         raise HTTPException(404, f"no instance {iid}")
@@ -102,9 +103,36 @@ def instance(iid: int, request: Request, who: Viewer) -> HTMLResponse:
                       + [{**a, "what": f"console: {a['action']}", "who": a["user"] + (f": {a['detail']}" if a["detail"] else "")}
                          for a in found["console"]], key=lambda e: e["at"])
     params = ops.mask_params(ctx(request), iid)
+    geometry = ops.drawn(ctx(request), iid)
     return render(request, "instance.html", who, h=found, i=found["instance"], timeline=timeline,
-                  params=json.dumps(params["params"], indent=1) if params else None, may_operate=who.may(Role.OPERATOR),
+                  params=json.dumps(params["params"], indent=1) if params else None, has_geometry=geometry is not None,
+                  overlay=svg_overlay(geometry, enlarged=overlay == "eyes") if geometry and overlay else None,
+                  may_operate=who.may(Role.OPERATOR),
                   may_see_original=who.may(Role.PRIVACY), note=request.query_params.get("note", ""))
+
+
+def svg_overlay(doc: dict[str, Any], enlarged: bool = False) -> dict[str, Any]:
+    """The drawn geometry as the instance page's SVG draws it: the image's user space is its pixels, so the
+    masked preview (any size) and the geometry line up; ``enlarged`` crops the view box to the eyes."""
+    w, h = doc["image"]["width"], doc["image"]["height"]
+    eyes, xs, ys = {}, [], []
+    for side, e in doc["eyes"].items():
+        rim = e["upper_lid"] + e["lower_lid"]
+        xs += [p[0] for p in rim]
+        ys += [p[1] for p in rim]
+        eyes[side] = {**e, "upper": _svg_points(e["upper_lid"]), "lower": _svg_points(e["lower_lid"])}
+    box = (0.0, 0.0, float(w), float(h))
+    if enlarged and xs:
+        margin = 0.5 * max(max(xs) - min(xs), max(ys) - min(ys), 8.0)
+        x0, y0 = max(0.0, min(xs) - margin), max(0.0, min(ys) - margin)
+        box = (x0, y0, min(float(w), max(xs) + margin) - x0, min(float(h), max(ys) + margin) - y0)
+    mark = round(box[2] / 250, 2)  # the point markers' radius: about 2 screen pixels at any zoom
+    return {"width": w, "height": h, "view_box": " ".join(f"{v:.1f}" for v in box), "eyes": eyes, "mark": mark,
+            "enlarged": enlarged}
+
+
+def _svg_points(points: list[list[float]]) -> str:
+    return " ".join(f"{x},{y}" for x, y in points)
 
 
 @router.get("/instances/{iid}/original", response_class=HTMLResponse)

@@ -117,6 +117,47 @@ def test_sign_in_quarantine_release_delivered(browser, small_face, start_console
         orthanc.stop()
 
 
+def test_drawn_geometry_over_the_mask(browser, astronaut, start_console, tmp_path, monkeypatch, capsys) -> None:
+    """A viewer turns the overlay on with a plain link: the lids, limbus, canthi and reflex the mask drew, in
+    SVG over the masked image (whole, then enlarged to the eyes)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    sent = [f.save(f.op8("overlay patient", astronaut), tmp_path / "face.dcm")]
+    config, port, cport = console_config(tmp_path / "node", 9)  # nothing listens: the masked output stays held
+    config.write_text(config.read_text().replace('masker = "blank"', 'masker = "digital_mask"'))
+    add_user(config, "vera", "viewer", monkeypatch, capsys)
+    console = start_console(config, port, cport)
+    assert storescu(port, sent).returncode == 0
+    browser.get(console.url)
+    sign_in(browser, By, "vera")
+
+    def masked() -> bool:
+        browser.get(f"{console.url}/queues")
+        return bool(browser.find_elements(By.CSS_SELECTOR, "#instances tbody .badge.queued"))
+
+    wait_for(masked, 180, "the instance masked and queued")
+    browser.find_element(By.CSS_SELECTOR, "#instances tbody a").click()
+    assert not browser.find_elements(By.TAG_NAME, "svg")
+    browser.find_element(By.ID, "overlay-on").click()
+    for name, link in (("7-overlay", "overlay-eyes"), ("8-overlay-eyes", None)):
+        wait_for(lambda: browser.execute_script("return document.readyState") == "complete", 10, "the page loaded")
+        svg = browser.find_element(By.ID, "overlay")
+        assert len(svg.find_elements(By.CSS_SELECTOR, "polyline.lid")) == 4
+        browser.save_screenshot(str(SHOTS / f"{name}.png"))
+        shown = np.asarray(Image.open(io.BytesIO(svg.screenshot_as_png)).convert("RGB")).astype(int)
+        lid = (np.abs(shown - (0, 229, 255)).max(axis=2) < 40).sum()
+        skin = (shown.sum(axis=2) > 200).mean()
+        assert lid > 20 and skin > 0.2, (name, lid, skin)  # the lid lines drawn over the loaded (not black) mask
+        if link:
+            browser.find_element(By.ID, link).click()
+    assert all(v not in browser.page_source for v in phi_of(sent))
+
+
 def sign_in(browser, By, name: str) -> None:  # type: ignore[no-untyped-def]
     """Sign out whoever is signed in, then sign in as ``name`` through the login form."""
     if browser.find_elements(By.CSS_SELECTOR, "form.who button"):

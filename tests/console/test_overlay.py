@@ -1,0 +1,72 @@
+"""The drawn eye geometry over the masked image: kept by the worker of a running node (the digital mask,
+DCMTK storescu as the modality), served by the API and drawn as SVG on the instance page, viewer role up."""
+from __future__ import annotations
+
+import io
+import xml.etree.ElementTree as ET
+
+import dicom_factory as f
+import numpy as np
+import pytest
+from console.support import add_user, console_config, phi_of
+from peers import storescu, wait_for
+from PIL import Image
+
+from digimask.pipeline.mask.overlay import LID_POINTS, drawn_geometry
+
+pytestmark = pytest.mark.peers
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def test_overlay_of_the_drawn_geometry(astronaut, start_console, tmp_path, monkeypatch, capsys) -> None:
+    sent = [f.save(f.op8("overlay patient", astronaut), tmp_path / "face.dcm")]
+    config, port, cport = console_config(tmp_path / "node", 9)  # nothing listens: the masked output stays held
+    config.write_text(config.read_text().replace('masker = "blank"', 'masker = "digital_mask"'))
+    add_user(config, "vera", "viewer", monkeypatch, capsys)
+    console = start_console(config, port, cport)
+    assert storescu(port, sent).returncode == 0
+    viewer = console.login("vera")
+    (inst,) = wait_for(lambda: [i for i in viewer.get("/api/v1/instances").json() if i["masked_available"]], 180,
+                       "the masked output")
+    iid = inst["id"]
+    assert console.client().get(f"/api/v1/instances/{iid}/geometry").status_code == 401
+
+    doc = viewer.get(f"/api/v1/instances/{iid}/geometry").json()
+    params = viewer.get(f"/api/v1/instances/{iid}/mask").json()["params"]
+    assert doc == drawn_geometry(params)  # what the block's parameters draw, nothing else
+    masked = Image.open(io.BytesIO(viewer.get(f"/api/v1/instances/{iid}/masked.png").content))
+    w, h = masked.size
+    assert doc["image"] == {"width": w, "height": h} == {"width": 512, "height": 512}
+    assert set(doc["eyes"]) == {"right", "left"}
+    for eye in doc["eyes"].values():
+        assert len(eye["upper_lid"]) == len(eye["lower_lid"]) == LID_POINTS
+        assert eye["upper_lid"][0] == eye["lateral_canthus"] and eye["upper_lid"][-1] == eye["medial_canthus"]
+        assert 2 < eye["limbus"]["radius"] < 20
+
+    page = viewer.get(f"/instances/{iid}")
+    assert 'id="overlay-on"' in page.text and "<svg" not in page.text  # a plain link turns it on
+    for query, enlarged in (("overlay=1", False), ("overlay=eyes", True)):
+        html = viewer.get(f"/instances/{iid}?{query}").text
+        svg = ET.fromstring(html[html.index("<svg"):html.index("</svg>") + 6])
+        x0, y0, vw, vh = map(float, svg.get("viewBox").split())
+        if enlarged:  # cropped to the eyes
+            assert 0 <= x0 and 0 <= y0 and x0 + vw <= w and y0 + vh <= h and vw < w / 2
+        else:
+            assert (x0, y0, vw, vh) == (0, 0, w, h)
+        (image,) = svg.iter(f"{SVG}image")
+        assert image.get("href") == f"/api/v1/instances/{iid}/masked.png" and (image.get("width"), image.get("height")) == ("512", "512")
+        eyes = svg.findall(f"{SVG}g")
+        assert sorted(g.get("id") for g in eyes) == ["eye-left", "eye-right"]
+        for g in eyes:
+            lids = [np.array([p.split(",") for p in pl.get("points").split()], float) for pl in g.iter(f"{SVG}polyline")]
+            assert [len(p) for p in lids] == [LID_POINTS, LID_POINTS]
+            marks = [(float(c.get("cx")), float(c.get("cy"))) for c in g.iter(f"{SVG}circle")]
+            assert len(marks) == 4 + (doc["eyes"][g.get("id")[4:]]["reflex"] is not None)  # limbus, centre, 2 canthi
+            points = np.vstack([*lids, marks])
+            assert (points >= (x0, y0)).all() and (points <= (x0 + vw, y0 + vh)).all()  # inside the image (and view)
+        assert 'id="overlay-off"' in html
+
+    console.stop()
+    text = "\n".join(console.seen) + console.node.log()
+    for value in phi_of(sent):
+        assert value not in text, f"{value!r} reached the console or the log"
