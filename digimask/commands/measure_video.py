@@ -99,7 +99,7 @@ def measure_clip(frames: Iterable[np.ndarray], rate_hz: float | None, options, t
 
 
 def _series(frames: Iterable[np.ndarray], rate_hz: float | None, options) -> Iterator[dict[str, Any]]:
-    from digimask.pipeline.errors import Quarantined
+    from digimask.pipeline.errors import MaskingFailed, Quarantined
     from digimask.pipeline.eyes.analyse import analyse
 
     for i, frame in enumerate(frames):
@@ -107,7 +107,8 @@ def _series(frames: Iterable[np.ndarray], rate_hz: float | None, options) -> Ite
         try:
             m = analyse(frame, options=options).measurements
         except Quarantined as exc:
-            entry.update(status="closed" if exc.reason == "eyes closed" else "lost", reason=exc.reason)
+            closed = isinstance(exc, MaskingFailed) and exc.code == "eyes_closed"
+            entry.update(status="closed" if closed else "lost", reason=exc.reason)
             yield entry
             continue
         entry["status"] = "ok"

@@ -112,7 +112,7 @@ def analyse(
         if result is not None:
             return result
         if opts.mode == "face":
-            raise Rejected("no face found")
+            raise Rejected("no face found", "no_face")
     return _analyse_closeup(image, pixel_spacing_mm, opts)
 
 
@@ -120,7 +120,8 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
     if image.ndim != 3 or image.shape[2] not in (3, 4) or image.dtype != np.uint8:
-        raise Rejected(f"unsupported image: shape {image.shape}, {image.dtype} (need HxWx3 uint8 RGB)")
+        raise Rejected(f"unsupported image: shape {image.shape}, {image.dtype} (need HxWx3 uint8 RGB)",
+                       "unsupported_image")
     return np.ascontiguousarray(image[:, :, :3])
 
 
@@ -187,7 +188,7 @@ def _analyse_face(image: np.ndarray, spacing: float | None, opts: AnalysisOption
         if points is not None:
             faces.append(points)
     if not faces:
-        raise Rejected("face found but no landmarks (face too small or occluded)")
+        raise Rejected("face found but no landmarks (face too small or occluded)", "no_landmarks")
     points = max(faces, key=lambda p: area(_bbox(p)))
     eyes = fit_eyes(image, refine_eyes(image, eyes_from_facemesh(points)), adopt=opts.geometry == "edges")
     interocular = float(np.linalg.norm(
@@ -211,7 +212,7 @@ def _analyse_closeup(image: np.ndarray, spacing: float | None, opts: AnalysisOpt
         if e.consistency <= MAX_CLOSEUP_SPREAD and _plausible_eye(e.eye)
     ]
     if not found:
-        raise Rejected("no face or eye found")
+        raise Rejected("no face or eye found", "no_face")
     eyes = fit_eyes(image, refine_eyes(image, {e.eye.side: e.eye for e in found}), adopt=opts.geometry == "edges")
     for eye in eyes.values():
         check_eye_size(eye.width, opts.quality)

@@ -31,21 +31,22 @@ class QualityThresholds:
 
 def check_face_count(count: int, policy: MultiFacePolicy) -> None:
     if count == 0:
-        raise Rejected("no face or eye found")
+        raise Rejected("no face or eye found", "no_face")
     if count > 1 and policy == "reject":
-        raise Rejected(f"{count} faces found (policy: reject multiple faces)")
+        raise Rejected(f"{count} faces found (policy: reject multiple faces)", "multiple_faces")
 
 
 def check_face_size(interocular_px: float, t: QualityThresholds) -> None:
     if interocular_px < t.min_interocular_px:
         raise Rejected(
-            f"face too small: {interocular_px:.0f} px between the eyes (minimum {t.min_interocular_px:.0f})"
+            f"face too small: {interocular_px:.0f} px between the eyes (minimum {t.min_interocular_px:.0f})",
+            "too_small",
         )
 
 
 def check_eye_size(eye_width_px: float, t: QualityThresholds) -> None:
     if eye_width_px < t.min_eye_width_px:
-        raise Rejected(f"eye too small: {eye_width_px:.0f} px wide (minimum {t.min_eye_width_px:.0f})")
+        raise Rejected(f"eye too small: {eye_width_px:.0f} px wide (minimum {t.min_eye_width_px:.0f})", "too_small")
 
 
 def check_pose(yaw: float, pitch: float, roll: float, t: QualityThresholds) -> None:
@@ -53,7 +54,7 @@ def check_pose(yaw: float, pitch: float, roll: float, t: QualityThresholds) -> N
         ("yaw", yaw, t.max_yaw_deg), ("pitch", pitch, t.max_pitch_deg), ("roll", roll, t.max_roll_deg)
     ):
         if abs(value) > limit:
-            raise Rejected(f"extreme pose: {name} {value:+.0f} deg (limit {limit:.0f})")
+            raise Rejected(f"extreme pose: {name} {value:+.0f} deg (limit {limit:.0f})", "extreme_pose")
 
 
 def open_ratio(fissure_height_px: float, fissure_width_px: float) -> float:
@@ -63,7 +64,7 @@ def open_ratio(fissure_height_px: float, fissure_width_px: float) -> float:
 def check_eyes_open(ratios: Mapping[str, float], t: QualityThresholds) -> None:
     """Reject only when every visible eye is closed: one closed eye (complete ptosis) is a finding."""
     if ratios and all(not np.isfinite(r) or r < t.min_open_ratio for r in ratios.values()):
-        raise Rejected("eyes closed")
+        raise Rejected("eyes closed", "eyes_closed")
 
 
 def eye_spread(image: np.ndarray, eye: EyeLandmarks) -> float:
@@ -102,7 +103,7 @@ def occluded_eyes(spreads: Mapping[str, float], t: QualityThresholds) -> list[st
     """The sides whose eye region is flat (covered); reject when no eye is left visible."""
     hidden = [side for side, value in spreads.items() if value < t.min_eye_spread]
     if spreads and len(hidden) == len(spreads):
-        raise Rejected(f"{'eyes' if len(spreads) > 1 else 'eye'} not visible (occluded)")
+        raise Rejected(f"{'eyes' if len(spreads) > 1 else 'eye'} not visible (occluded)", "occluded")
     return hidden
 
 
@@ -120,4 +121,4 @@ def check_fitted(eyes: Mapping[str, EyeLandmarks], t: QualityThresholds) -> None
         if not failed:
             return
         reasons.append(failed[0])
-    raise Rejected(f"eye edges not found: {reasons[0] if reasons else 'no eye'}")
+    raise Rejected(f"eye edges not found: {reasons[0] if reasons else 'no eye'}", "edges_not_found")

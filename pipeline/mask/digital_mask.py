@@ -10,7 +10,8 @@ analysis run on the render, within the acceptance limits) as an opt-in check.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, get_args
 
@@ -59,22 +60,50 @@ def fidelity(original: Analysis, masked: Analysis) -> Fidelity:
 
 
 @dataclass(frozen=True)
-class Masked:
-    pixels: np.ndarray
+class Fitted:
+    """The avatar for one image, checked but not rendered."""
+
     params: AvatarParams
     analysis: Analysis  # the patient's
     check: DrawnCheck  # the drawn geometry against the patient's measurements
 
 
-def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, options: AnalysisOptions | None = None,
-               backend: str = "moderngl") -> Masked:
-    """Mask one RGB image. Raises ``Rejected``/``MaskingFailed`` when it cannot be masked exactly and safely."""
+@dataclass(frozen=True)
+class Masked:
+    pixels: np.ndarray
+    params: AvatarParams
+    analysis: Analysis
+    check: DrawnCheck
+
+
+def fit_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, options: AnalysisOptions | None = None,
+              backend: str = "moderngl") -> Fitted:
+    """Analyse, fit and check one RGB image, without rendering it. Raises ``Rejected``/``MaskingFailed``
+    when it cannot be masked exactly and safely."""
     patient = analyse(image, pixel_spacing_mm=pixel_spacing_mm, options=options)
     params = replace(fit(patient), renderer=backend)
     check = check_drawn(params, patient)
     if not check.ok:
-        raise MaskingFailed(check.reason())
-    return Masked(render(params), params, patient, check)
+        raise MaskingFailed(check.reason(), "drawn_check")
+    return Fitted(params, patient, check)
+
+
+def mask_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, options: AnalysisOptions | None = None,
+               backend: str = "moderngl") -> Masked:
+    """Mask one RGB image: :func:`fit_image`, then render."""
+    f = fit_image(image, pixel_spacing_mm=pixel_spacing_mm, options=options, backend=backend)
+    return Masked(render(f.params), f.params, f.analysis, f.check)
+
+
+@contextmanager
+def _failing_closed() -> Iterator[None]:
+    """Never let an unexpected failure pass the original pixels on."""
+    try:
+        yield
+    except MaskingFailed:
+        raise
+    except Exception as exc:
+        raise MaskingFailed(f"digital mask failed: {type(exc).__name__}") from exc
 
 
 def render_params(params: Mapping[str, Any], backend: str | None = None) -> np.ndarray:
@@ -101,24 +130,23 @@ class DigitalMask:
         self.strict = strict
         self.quality = QualityThresholds(multiple_faces=multiple_faces)
 
+    def fit(self, image: np.ndarray, ds: Dataset) -> dict[str, Any]:
+        """The parameters :meth:`mask` stores, without rendering (a clip renders its smoothed parameters):
+        analyse, fit, drawn check. With ``strict`` the frame is rendered all the same, for the independent
+        reading."""
+        with _failing_closed():
+            rgb, fitted = self._fit(image, ds)
+            if self.strict:
+                self._independent_reading(fitted, render(fitted.params))
+        return self._stored(fitted.params, image, rgb).to_dict()
+
     def mask(self, image: np.ndarray, ds: Dataset) -> MaskResult:
-        if image.dtype != np.uint8 or image.ndim not in (2, 3):
-            raise MaskingFailed(f"unsupported pixel data {image.shape} {image.dtype} for the digital mask")
-        rgb = np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image[:, :, :3]
-        options = AnalysisOptions(laterality=laterality(ds), quality=self.quality)
-        try:
-            result = mask_image(rgb, pixel_spacing_mm=pixel_spacing_mm(ds), options=options, backend=self.renderer)
-        except MaskingFailed:
-            raise
-        except Exception as exc:  # never let an unexpected failure pass the original pixels on
-            raise MaskingFailed(f"digital mask failed: {type(exc).__name__}") from exc
-        notes: dict[str, Any] = {"mode": result.params.mode, "drawn_check": result.check.to_dict()}
-        if self.strict:
-            fid = self._independent_reading(result)
-            notes["fidelity"] = fid.to_dict()
-        pixels, params = result.pixels, result.params
-        if image.ndim == 2 or (rgb[..., :1] == rgb[..., 1:3]).all():  # greyscale stays greyscale
-            params = replace(params, greyscale=True)
+        with _failing_closed():
+            rgb, fitted = self._fit(image, ds)
+            pixels = render(fitted.params)
+        notes = self._notes(fitted, pixels)
+        params = self._stored(fitted.params, image, rgb)
+        if params.greyscale:
             pixels = luminance(pixels)
             if image.ndim == 2:
                 pixels = pixels[..., 0]
@@ -126,17 +154,39 @@ class DigitalMask:
             pixels = np.dstack([pixels, np.full(image.shape[:2], 255, np.uint8)])
         return MaskResult(pixels, params.to_dict(), notes)
 
-    def _independent_reading(self, result: Masked) -> Fidelity:
-        patient = result.analysis
+    def _fit(self, image: np.ndarray, ds: Dataset) -> tuple[np.ndarray, Fitted]:
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise MaskingFailed(f"unsupported pixel data {image.shape} {image.dtype} for the digital mask",
+                                "unsupported_image")
+        rgb = np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image[:, :, :3]
+        options = AnalysisOptions(laterality=laterality(ds), quality=self.quality)
+        return rgb, fit_image(rgb, pixel_spacing_mm=pixel_spacing_mm(ds), options=options, backend=self.renderer)
+
+    def _notes(self, fitted: Fitted, pixels: np.ndarray | None) -> dict[str, Any]:
+        """The audit notes; with ``strict``, after the independent reading of the render ``pixels``."""
+        notes: dict[str, Any] = {"mode": fitted.params.mode, "drawn_check": fitted.check.to_dict()}
+        if self.strict:
+            notes["fidelity"] = self._independent_reading(fitted, pixels).to_dict()
+        return notes
+
+    @staticmethod
+    def _stored(params: AvatarParams, image: np.ndarray, rgb: np.ndarray) -> AvatarParams:
+        """The parameters as stored: greyscale stays greyscale."""
+        if image.ndim == 2 or (rgb[..., :1] == rgb[..., 1:3]).all():
+            return replace(params, greyscale=True)
+        return params
+
+    def _independent_reading(self, fitted: Fitted, pixels: np.ndarray) -> Fidelity:
+        patient = fitted.analysis
         options = AnalysisOptions(mode=patient.mode, quality=self.quality,
                                   laterality=next(iter(patient.eyes)) if len(patient.eyes) == 1 else None)
         try:
-            found = analyse(result.pixels, pixel_spacing_mm=patient.measurements.scale.mm_per_px
+            found = analyse(pixels, pixel_spacing_mm=patient.measurements.scale.mm_per_px
                             if patient.measurements.scale.source == "pixel_spacing" else None, options=options)
         except MaskingFailed:
-            raise MaskingFailed("mask fidelity not confirmed: the mask cannot be measured") from None
+            raise MaskingFailed("mask fidelity not confirmed: the mask cannot be measured", "fidelity") from None
         fid = fidelity(patient, found)
         if fid.score() > 1.0:
             raise MaskingFailed(f"mask fidelity not confirmed (limits {ACCEPT_MRD_MM} mm, {ACCEPT_GAZE_DEG} deg): "
-                                f"{fid.to_dict()}")
+                                f"{fid.to_dict()}", "fidelity")
         return fid

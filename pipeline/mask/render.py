@@ -167,6 +167,6 @@ def render(params: AvatarParams, backend: str | None = None) -> np.ndarray:
     image = get_renderer(backend).render(build_scene(params))
     flat = image.reshape(-1)
     if np.array_equal(flat[3:], flat[:-3]):  # one colour everywhere (cheap: no per-pixel temporaries)
-        raise MaskingFailed(f"the {backend} renderer produced a blank image")
+        raise MaskingFailed(f"the {backend} renderer produced a blank image", "render")
     return luminance(image) if params.greyscale else image
 

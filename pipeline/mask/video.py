@@ -1,14 +1,16 @@
 """Mask a stream of frames (a clip): per-frame fit, temporal smoothing, hold-last-good, quarantine rules.
 
-Each frame goes through the configured masker. For the digital mask, the avatar's per-frame numbers
-(head pose, each eye's 13 fitted values and its drawn corneal reflex, :func:`columns`) are then smoothed over time by a centred
+Each frame goes through the configured masker. The digital mask (a :class:`FrameFitter`) only fits each
+frame (analysis, fit, drawn check; no render); the avatar's per-frame numbers (head pose, each eye's 13
+fitted values and its drawn corneal reflex, :func:`columns`) are then smoothed over time by a centred
 Savitzky-Golay filter whose window is the longest that still passes ``keep_hz`` (a nystagmus, a
 saccade's step, a blink's 100-300 ms closing) at ``min_gain`` of its amplitude: it removes the
-detector's frame-to-frame jitter, not the movements. The mask is re-rendered from the smoothed numbers,
-and those are what the DIGIMASK block stores (:class:`~digimask.pipeline.dicom.private_block.FrameArray`),
-so ``render`` re-creates every frame bit-exactly.
+detector's frame-to-frame jitter, not the movements. Each frame is rendered once, from the smoothed
+numbers (a masker that renders every frame itself has its pixels dropped), and those numbers are what
+the DIGIMASK block stores (:class:`~digimask.pipeline.dicom.private_block.FrameArray`), so ``render``
+re-creates every frame bit-exactly.
 
-A frame whose eyes are closed (the analysis refuses to measure it) is drawn from the nearest open frame
+A frame whose eyes are closed (the analysis refuses it with code ``eyes_closed``) is drawn from the nearest open frame
 with both lids shut (:data:`CLOSED`): blinks stay in the mask. A frame where the face or an eye is lost
 holds the last good parameters (:data:`HELD`) for at most ``hold_s``; a longer loss, or more than
 ``max_lost_fraction`` of the clip, quarantines the instance. No output frame is ever an input frame:
@@ -24,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from itertools import chain
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from digimask.config.settings import Video
@@ -44,9 +46,17 @@ EYE = ("medial_x_mm", "medial_y_mm", "lateral_x_mm", "lateral_y_mm", "upper_lid_
        "reflex_x", "reflex_y")  # the drawn corneal reflex (iris radii from the limbus centre); NaN: none
 MEASURED, HELD, CLOSED = 0, 1, 2  # per-frame status codes of digimask.frames/1
 STATUS_NAMES = {MEASURED: "measured", HELD: "held", CLOSED: "closed"}
-# The analysis' quality gate for a frame in which every eye is shut (pipeline/eyes/quality.py).
-EYES_CLOSED_REASON = "eyes closed"
 MAX_WINDOW = 31
+
+
+@runtime_checkable
+class FrameFitter(Protocol):
+    """A masker that gives a frame's avatar parameters without rendering it (the digital mask), so that a
+    clip renders each frame once, from its smoothed parameters."""
+
+    name: str
+
+    def fit(self, image: np.ndarray, ds: Dataset) -> Mapping[str, Any]: ...
 
 
 def columns(sides: Iterable[str]) -> list[str]:
@@ -225,14 +235,17 @@ class ClipMasker:
         first = next(frames, None)
         if first is None:
             raise Quarantined("no frames")
-        try:
-            result: MaskResult | MaskingFailed = mask_frame(self.masker, first, ds)
-        except MaskingFailed as exc:
-            result = exc  # only a masker that reads the image refuses one: the avatar's
-        if isinstance(result, MaskResult) and (result.params is None or result.params.get("schema") != PARAMS_SCHEMA):
-            source = self._stateless(result, frames, ds)  # a masker without avatar parameters (blank, ...)
+        if isinstance(self.masker, FrameFitter):
+            source = self._avatar(chain([first], frames), ds, self._fitted_params)
         else:
-            source = self._avatar(first, result, frames, ds)
+            try:
+                result: MaskResult | MaskingFailed = mask_frame(self.masker, first, ds)
+            except MaskingFailed as exc:
+                result = exc  # only a masker that reads the image refuses one: the avatar's
+            if isinstance(result, MaskResult) and (result.params is None or result.params.get("schema") != PARAMS_SCHEMA):
+                source = self._stateless(result, frames, ds)  # a masker without avatar parameters (blank, ...)
+            else:
+                source = self._avatar(chain([first], frames), ds, self._masked_params(result))
         for produced, pixels in enumerate(source, 1):
             if self.progress:
                 self.progress(produced)
@@ -246,16 +259,39 @@ class ClipMasker:
             n += 1
         self.result = ClipResult(dict(result.params) if result.params is not None else None, None, {"frames": n})
 
-    def _avatar(self, first: np.ndarray, result: MaskResult | MaskingFailed, frames: Iterator[np.ndarray],
-                ds: Dataset) -> Iterator[np.ndarray]:
+    def _fitted_params(self, frame: np.ndarray, ds: Dataset) -> Mapping[str, Any]:
+        """A :class:`FrameFitter`'s parameters for one frame, failing closed like :func:`mask_frame`."""
+        try:
+            return self.masker.fit(frame, ds)  # type: ignore[attr-defined]
+        except MaskingFailed:
+            raise
+        except Exception as exc:
+            raise MaskingFailed(f"{type(exc).__name__} in masker {self.masker.name}") from None
+
+    def _masked_params(self, first: MaskResult | MaskingFailed) -> Callable[[np.ndarray, Dataset], Mapping[str, Any]]:
+        """Parameters from a masker that renders each frame (its pixels are dropped): ``first`` is the first
+        frame's result, already computed."""
+        pending: list[MaskResult | MaskingFailed] = [first]
+
+        def params(frame: np.ndarray, ds: Dataset) -> Mapping[str, Any]:
+            result = pending.pop() if pending else mask_frame(self.masker, frame, ds)
+            if isinstance(result, MaskingFailed):
+                raise result
+            return result.params or {}
+
+        return params
+
+    def _avatar(self, frames: Iterator[np.ndarray], ds: Dataset,
+                params_of: Callable[[np.ndarray, Dataset], Mapping[str, Any]]) -> Iterator[np.ndarray]:
+        """Each frame's parameters from ``params_of``, smoothed, then rendered (once)."""
         from digimask.pipeline.mask.digital_mask import render_params
 
         status: list[int] = []
         values: list[np.ndarray] = []
-        resolver = _Resolver(self, ds)
+        resolver = _Resolver(self, ds, params_of)
 
         def resolved() -> Iterator[np.ndarray]:
-            for vector, code in resolver.run(first, result, frames):
+            for vector, code in resolver.run(frames):
                 status.append(code)
                 yield vector
 
@@ -274,17 +310,15 @@ class _Resolver:
     """Each frame's unsmoothed vector and status, in order; frames before the first open one wait (as
     statuses only) and are resolved from it."""
 
-    def __init__(self, clip: ClipMasker, ds: Dataset) -> None:
-        self.clip, self.ds = clip, ds
+    def __init__(self, clip: ClipMasker, ds: Dataset,
+                 params_of: Callable[[np.ndarray, Dataset], Mapping[str, Any]]) -> None:
+        self.clip, self.ds, self.params_of = clip, ds, params_of
         self.constant: dict[str, Any] = {}  # the clip's constant parameters, from the first measured frame
         self.measurements: Any = None
         self.layout: tuple | None = None
 
-    def _measure(self, frame: np.ndarray, result: MaskResult | MaskingFailed | None) -> np.ndarray:
-        if isinstance(result, MaskingFailed):
-            raise result
-        result = result or mask_frame(self.clip.masker, frame, self.ds)
-        params = dict(result.params or {})
+    def _measure(self, frame: np.ndarray) -> np.ndarray:
+        params = dict(self.params_of(frame, self.ds))
         if "eyes" not in params or "camera" not in params:
             raise MaskingFailed(f"masker {self.clip.masker.name} gave no avatar parameters for a frame")
         if self.layout is None:
@@ -292,34 +326,33 @@ class _Resolver:
             self.constant = {k: v for k, v in params.items() if k != "measurements"}
             self.measurements = params.get("measurements")
         elif _layout(params) != self.layout:
-            raise MaskingFailed("the masked eyes changed within the clip")
+            raise MaskingFailed("the masked eyes changed within the clip", "clip_layout")
         return to_vector(params)
 
-    def run(self, first: np.ndarray, result: MaskResult | MaskingFailed,
-            frames: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, int]]:
+    def run(self, frames: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, int]]:
         opts, hold = self.clip.options, self.clip.hold_frames
         total = self.clip.total
         last: np.ndarray | None = None
         waiting: list[int] = []
         lost = run = n = 0
-        reasons: dict[str, int] = {}
-        for i, frame in enumerate(chain([first], frames)):
+        reasons: dict[str, tuple[str, int]] = {}  # failure code -> (its first reason, frames)
+        for i, frame in enumerate(frames):
             n = i + 1
             vector = None
             try:
-                vector, code = self._measure(frame, result if i == 0 else None), MEASURED
+                vector, code = self._measure(frame), MEASURED
             except MaskingFailed as exc:
-                code = CLOSED if exc.reason == EYES_CLOSED_REASON and self.clip.time_series else HELD
+                code = CLOSED if exc.code == "eyes_closed" and self.clip.time_series else HELD
                 if code == HELD:
                     lost, run = lost + 1, run + 1
-                    kind = exc.reason.split(": ")[0]  # the reason without its per-frame numbers
-                    reasons[kind] = reasons.get(kind, 0) + 1
+                    label, count = reasons.get(exc.code, (exc.reason.split(": ")[0], 0))  # without its numbers
+                    reasons[exc.code] = (label, count + 1)
                     if run > hold:
                         raise MaskingFailed(f"face or eye lost for more than {opts.hold_s:g} s (from frame "
-                                          f"{i - run + 2}): {_top(reasons)}") from None
+                                            f"{i - run + 2}): {_top(reasons)}", "face_lost") from None
                     if total and lost > opts.max_lost_fraction * total:
                         raise MaskingFailed(f"more than {opts.max_lost_fraction:.0%} of {total} frames "
-                                          f"unmaskable: {_top(reasons)}") from None
+                                            f"unmaskable: {_top(reasons)}", "face_lost") from None
             if vector is not None:
                 run, last = 0, vector
                 for waited in waiting:
@@ -331,16 +364,17 @@ class _Resolver:
             else:
                 yield self._drawn(last, code), code
         if last is None:
-            raise MaskingFailed(f"no frame could be masked ({_top(reasons) if reasons else EYES_CLOSED_REASON} "
-                              f"in all {n})")
+            raise MaskingFailed(f"no frame could be masked ({_top(reasons) if reasons else 'eyes closed'} "
+                                f"in all {n})", "face_lost")
         if lost > opts.max_lost_fraction * n:
-            raise MaskingFailed(f"more than {opts.max_lost_fraction:.0%} of {n} frames unmaskable: {_top(reasons)}")
+            raise MaskingFailed(f"more than {opts.max_lost_fraction:.0%} of {n} frames unmaskable: {_top(reasons)}",
+                                "face_lost")
 
     def _drawn(self, last: np.ndarray, code: int) -> np.ndarray:
         return closed(last, self.layout[3]) if code == CLOSED else last
 
 
-def _top(reasons: Mapping[str, int]) -> str:
-    """The commonest kinds of reason first, with their frame counts."""
-    ranked = sorted(reasons.items(), key=lambda kv: -kv[1])
+def _top(reasons: Mapping[str, tuple[str, int]]) -> str:
+    """The commonest kinds of failure first, each with its first reason and its frame count."""
+    ranked = sorted(reasons.values(), key=lambda rc: -rc[1])
     return "; ".join(f"{reason} ({count} frame{'s' * (count > 1)})" for reason, count in ranked[:3])

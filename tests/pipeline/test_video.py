@@ -186,18 +186,36 @@ def test_real_clip_jitter_reduced(face, masker) -> None:
     assert np.median(ratios) < 0.9
 
 
+def test_each_frame_is_rendered_once(face, masker, monkeypatch) -> None:
+    """The digital mask only fits each frame; the clip renders the smoothed parameters, once a frame."""
+    from digimask.pipeline.mask import digital_mask
+
+    renders = []
+    real = digital_mask.render
+    monkeypatch.setattr(digital_mask, "render", lambda *a, **k: renders.append(1) or real(*a, **k))
+    frames = drifting(face, 6, seed=9)
+    clip = ClipMasker(masker, Video(), RATE, len(frames))
+    out = list(clip.run(frames, Dataset()))
+    assert len(out) == 6 and len(renders) == 6
+    for i in (0, 5):
+        assert np.array_equal(out[i], real(digital_mask.AvatarParams.from_dict(
+            frame_params(clip.result.params, clip.result.frames.values[i]))))
+    assert masker.fit(face, Dataset()) == masker.mask(face, Dataset()).params
+
+
 class ClosesEyes:
     """The digital mask, except that frames ``shut`` fail the analysis' closed-eyes gate, as in a blink."""
 
     name, cleans_recognizable_features = "digital_mask", True
 
-    def __init__(self, inner: DigitalMask, shut: set[int]) -> None:
+    def __init__(self, inner: DigitalMask, shut: set[int], error: MaskingFailed | None = None) -> None:
         self.inner, self.shut, self.seen = inner, shut, 0
+        self.error = error or Rejected("eyes closed", "eyes_closed")
 
     def mask(self, image, ds):  # type: ignore[no-untyped-def]
         self.seen += 1
         if self.seen - 1 in self.shut:
-            raise Rejected("eyes closed")
+            raise self.error
         return self.inner.mask(image, ds)
 
 
@@ -214,6 +232,15 @@ def test_closed_eyes_are_drawn_shut(face, masker) -> None:
     v = to_vector(masker.mask(frames[2], Dataset()).params)
     with pytest.raises(Rejected, match="eyes closed"):
         analyse(render_params(frame_params(clip.result.params, closed(v, ["right", "left"]))))
+
+
+def test_failures_are_told_apart_by_code_not_wording(face, masker) -> None:
+    frames = drifting(face, 5, seed=2)
+    for error, status in ((Rejected("lids shut: 0.05 open", "eyes_closed"), CLOSED),
+                          (MaskingFailed("eyes closed"), HELD)):  # a masker error worded like the gate
+        clip = ClipMasker(ClosesEyes(masker, {2}, error), Video(), RATE, len(frames))
+        list(clip.run(frames, Dataset()))
+        assert clip.result.frames.status[2] == status
 
 
 def test_lost_face_is_held_briefly_then_quarantined(face, masker) -> None:
