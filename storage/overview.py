@@ -7,11 +7,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 from digimask.storage.models import Delivery, DrawnGeometry, Event, Instance, State, utcnow
 from digimask.storage.store import Store
-from sqlalchemy import func, select
+from sqlalchemy import Float, Select, case, cast, func, select
+from sqlalchemy.orm import Session
 
 
 @dataclass(frozen=True)
@@ -68,26 +70,69 @@ def quarantine_reasons(store: Store) -> dict[str, int]:
                                                  .group_by(Instance.reason)).all()}
 
 
-def processing_seconds(store: Store) -> list[float]:
-    """Seconds from receipt to the masked output, per processed instance (queue wait included)."""
-    with store.sessions() as s:
-        got = select(Event.instance_id, func.min(Event.at).label("at")).where(Event.state == "received").group_by(Event.instance_id).subquery()
-        done = select(Event.instance_id, func.min(Event.at).label("at")).where(Event.state == "deidentified+masked").group_by(Event.instance_id).subquery()
-        pairs = s.execute(select(got.c.at, done.c.at).join(done, done.c.instance_id == got.c.instance_id)).all()
-    return [max(0.0, (b - a).total_seconds()) for a, b in pairs]
+MASKED = "deidentified+masked"
 
 
-def masking_seconds(store: Store) -> list[float]:
-    """The worker's own time per processed instance (read, de-identify, decode, mask, encode), from the
-    ``seconds=`` its "deidentified+masked" event records."""
+@dataclass(frozen=True)
+class Histogram:
+    """Observations per bucket (``counts[k]``: at most ``bounds[k]`` and above the bound before it; the
+    last: above every bound) and their sum."""
+
+    counts: tuple[int, ...]
+    total: float = 0.0
+
+    @classmethod
+    def empty(cls, bounds: tuple[float, ...]) -> Histogram:
+        return cls((0,) * (len(bounds) + 1))
+
+    def __add__(self, other: Histogram) -> Histogram:
+        return Histogram(tuple(a + b for a, b in zip(self.counts, other.counts, strict=True)), self.total + other.total)
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def cumulative(self) -> list[int]:
+        """Observations at most each bound, then all of them (Prometheus' ``le`` buckets)."""
+        return list(accumulate(self.counts))
+
+
+def last_event_id(store: Store) -> int:
     with store.sessions() as s:
-        details = s.scalars(select(Event.detail).where(Event.state == "deidentified+masked")).all()
-    out = []
-    for detail in details:
-        for part in (detail or "").split("; "):
-            if part.startswith("seconds="):
-                out.append(float(part.removeprefix("seconds=")))
-    return out
+        return int(s.scalar(select(func.max(Event.id))) or 0)
+
+
+def masked_histograms(store: Store, bounds: tuple[float, ...], after_id: int = 0,
+                      upto_id: int | None = None) -> dict[str, Histogram]:
+    """Two histograms over the "deidentified+masked" events with ``after_id < id <= upto_id``, each one
+    GROUP BY in the database: ``processing``, seconds from receipt to the masked output (queue wait
+    included), and ``masking``, the worker's own time (read, de-identify, decode, mask, encode) that the
+    event's ``seconds=`` records."""
+    with store.sessions() as s:
+        sqlite = s.get_bind().dialect.name == "sqlite"
+        if sqlite:
+            waited = (func.julianday(Event.at) - func.julianday(Instance.received_at)) * 86400.0
+            worked = cast(func.substr(Event.detail, func.instr(Event.detail, "seconds=") + 8), Float)
+        else:  # PostgreSQL
+            waited = func.extract("epoch", Event.at - Instance.received_at)
+            worked = cast(func.substring(Event.detail, r"seconds=([0-9.]+)"), Float)
+        events = [Event.state == MASKED, Event.id > after_id] + ([Event.id <= upto_id] if upto_id is not None else [])
+        queries = {
+            "processing": select(waited.label("t")).join(Instance, Instance.id == Event.instance_id).where(*events),
+            "masking": select(worked.label("t")).where(*events, Event.detail.like("%seconds=%")),
+        }
+        return {name: _histogram(s, q, bounds) for name, q in queries.items()}
+
+
+def _histogram(s: Session, seconds: Select, bounds: tuple[float, ...]) -> Histogram:
+    # materialised: the seconds are parsed once a row, not once for each bucket's comparison
+    t = seconds.cte("seconds").prefix_with("MATERIALIZED")
+    value = case((t.c.t < 0, 0.0), else_=t.c.t)  # clock steps between hosts: never below zero
+    bucket = case(*[(value <= b, k) for k, b in enumerate(bounds)], else_=len(bounds)).label("bucket")
+    counts, total = [0] * (len(bounds) + 1), 0.0
+    for k, n, seconds_sum in s.execute(select(bucket, func.count(), func.sum(value)).group_by(bucket)).all():
+        counts[k], total = n, total + float(seconds_sum or 0.0)
+    return Histogram(tuple(counts), total)
 
 
 def delete_quarantined(store: Store, iid: int, reason: str, by: str) -> bool:
