@@ -70,3 +70,28 @@ def test_overlay_of_the_drawn_geometry(astronaut, start_console, tmp_path, monke
     text = "\n".join(console.seen) + console.node.log()
     for value in phi_of(sent):
         assert value not in text, f"{value!r} reached the console or the log"
+
+
+def test_the_worker_keeps_the_geometry_of_the_digital_mask_only(astronaut, tmp_path, caplog) -> None:
+    """Another masker's output keeps none; a block that cannot be drawn is logged, never fails the instance."""
+    from digimask.config.settings import parse
+    from digimask.pipeline.dicom import private_block
+    from digimask.pipeline.mask.params import AvatarParams, Camera, Eye, Head
+    from digimask.scp_node.worker import keep_drawn_geometry
+    from digimask.storage.overview import drawn_geometry as kept
+    from digimask.storage.store import open_store
+
+    store = open_store(parse({"node": {"allowed_calling_aes": ["STORESCU"]}, "deid": {"secret": "k"},
+                              "storage": {"data_dir": "data"}}, tmp_path))
+    ids = [store.receive(b"x", f"2.25.{k}", "1.2.3", "STORESCU", "DIGIMASK") for k in range(3)]
+    params = AvatarParams("t", "face", Camera(128, 128, 192.0, 64.0, 64.0), Head(), {"right": Eye()}).to_dict()
+    blank, good, broken = (f.op8("geometry", astronaut[::4, ::4].copy()) for _ in range(3))
+    private_block.write(blank, "none", "blank", {})
+    private_block.write(good, params["schema"], "digital_mask", params)
+    private_block.write(broken, params["schema"], "digital_mask", {**params, "eyes": {"right": {"gaze": 1}}})
+    for iid, out in zip(ids, (blank, good, broken), strict=True):
+        keep_drawn_geometry(store, iid, out)
+    assert kept(store, ids[0]) is None and kept(store, ids[2]) is None
+    assert kept(store, ids[1]) == drawn_geometry(params) and set(kept(store, ids[1])["eyes"]) == {"right"}
+    (logged,) = [r.getMessage() for r in caplog.records]
+    assert logged.startswith(f"instance {ids[2]}: the drawn geometry was not kept (TypeError")
