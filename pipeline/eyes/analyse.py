@@ -48,7 +48,7 @@ from digimask.pipeline.eyes.quality import (
     open_ratio,
 )
 
-__all__ = ["Analysis", "AnalysisOptions", "EyeLandmarks", "HeadPose", "Rejected", "analyse"]
+__all__ = ["Analysis", "AnalysisOptions", "EyeLandmarks", "HeadPose", "Rejected", "analyse", "analyse_face"]
 
 # A FaceMesh face that no detector confirms is kept only if the eye model, run on each of its eyes,
 # finds the same lids (mean disagreement / eye width). Real faces here: 0.03-0.09 (0.16 on one small,
@@ -190,6 +190,14 @@ def _analyse_face(image: np.ndarray, spacing: float | None, opts: AnalysisOption
     if not faces:
         raise Rejected("face found but no landmarks (face too small or occluded)", "no_landmarks")
     points = max(faces, key=lambda p: area(_bbox(p)))
+    return analyse_face(image, points, pixel_spacing_mm=spacing, options=opts, faces_found=count)
+
+
+def analyse_face(image: np.ndarray, points: np.ndarray, *, pixel_spacing_mm: float | None = None,
+                 options: AnalysisOptions | None = None, faces_found: int = 1) -> Analysis:
+    """The analysis of one face once found: its FaceMesh ``points`` (pixels) to eyes, gates, measurements
+    (what ``analyse`` does after finding the face; a clip's tracker calls it with the face it followed)."""
+    image, opts, spacing = _check_image(image), options or AnalysisOptions(), pixel_spacing_mm
     eyes = fit_eyes(image, refine_eyes(image, eyes_from_facemesh(points)), adopt=opts.geometry == "edges")
     interocular = float(np.linalg.norm(
         (eyes["left"].lateral_canthus + eyes["left"].medial_canthus) / 2
@@ -203,7 +211,7 @@ def _analyse_face(image: np.ndarray, spacing: float | None, opts: AnalysisOption
     result = measure(eyes, pose, spacing, opts.quality.min_open_ratio, opts.fixation_distance_mm)
     _check_open(result, eyes, opts)
     h, w = image.shape[:2]
-    return Analysis("face", (w, h), eyes, points, pose, result, count, "face")
+    return Analysis("face", (w, h), eyes, points, pose, result, faces_found, "face")
 
 
 def _analyse_closeup(image: np.ndarray, spacing: float | None, opts: AnalysisOptions) -> Analysis:

@@ -24,6 +24,7 @@ from digimask.pipeline.errors import MaskingFailed
 from digimask.pipeline.eyes.analyse import Analysis, AnalysisOptions, analyse
 from digimask.pipeline.eyes.measure import ACCEPT_GAZE_DEG, ACCEPT_MRD_MM
 from digimask.pipeline.eyes.quality import QualityThresholds
+from digimask.pipeline.eyes.track import FaceTracker
 from digimask.pipeline.imaging import luminance
 from digimask.pipeline.mask.drawn import DrawnCheck, check_drawn
 from digimask.pipeline.mask.fit import fit
@@ -77,10 +78,11 @@ class Masked:
 
 
 def fit_image(image: np.ndarray, *, pixel_spacing_mm: float | None = None, options: AnalysisOptions | None = None,
-              backend: str = "moderngl") -> Fitted:
+              backend: str = "moderngl", tracker: FaceTracker | None = None) -> Fitted:
     """Analyse, fit and check one RGB image, without rendering it. Raises ``Rejected``/``MaskingFailed``
-    when it cannot be masked exactly and safely."""
-    patient = analyse(image, pixel_spacing_mm=pixel_spacing_mm, options=options)
+    when it cannot be masked exactly and safely. ``tracker``: a clip's, which follows the face from the
+    previous frame instead of detecting it."""
+    patient = (tracker.analyse if tracker else analyse)(image, pixel_spacing_mm=pixel_spacing_mm, options=options)
     params = replace(fit(patient), renderer=backend)
     check = check_drawn(params, patient)
     if not check.ok:
@@ -130,12 +132,16 @@ class DigitalMask:
         self.strict = strict
         self.quality = QualityThresholds(multiple_faces=multiple_faces)
 
-    def fit(self, image: np.ndarray, ds: Dataset) -> dict[str, Any]:
+    def tracker(self) -> FaceTracker:
+        """A new clip's face tracker, for :meth:`fit` on its frames in order."""
+        return FaceTracker()
+
+    def fit(self, image: np.ndarray, ds: Dataset, tracker: FaceTracker | None = None) -> dict[str, Any]:
         """The parameters :meth:`mask` stores, without rendering (a clip renders its smoothed parameters):
-        analyse, fit, drawn check. With ``strict`` the frame is rendered all the same, for the independent
-        reading."""
+        analyse (with ``tracker``: the face followed from the clip's previous frame), fit, drawn check. With
+        ``strict`` the frame is rendered all the same, for the independent reading."""
         with _failing_closed():
-            rgb, fitted = self._fit(image, ds)
+            rgb, fitted = self._fit(image, ds, tracker)
             if self.strict:
                 self._independent_reading(fitted, render(fitted.params))
         return self._stored(fitted.params, image, rgb).to_dict()
@@ -154,13 +160,14 @@ class DigitalMask:
             pixels = np.dstack([pixels, np.full(image.shape[:2], 255, np.uint8)])
         return MaskResult(pixels, params.to_dict(), notes)
 
-    def _fit(self, image: np.ndarray, ds: Dataset) -> tuple[np.ndarray, Fitted]:
+    def _fit(self, image: np.ndarray, ds: Dataset, tracker: FaceTracker | None = None) -> tuple[np.ndarray, Fitted]:
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
             raise MaskingFailed(f"unsupported pixel data {image.shape} {image.dtype} for the digital mask",
                                 "unsupported_image")
         rgb = np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image[:, :, :3]
         options = AnalysisOptions(laterality=laterality(ds), quality=self.quality)
-        return rgb, fit_image(rgb, pixel_spacing_mm=pixel_spacing_mm(ds), options=options, backend=self.renderer)
+        return rgb, fit_image(rgb, pixel_spacing_mm=pixel_spacing_mm(ds), options=options, backend=self.renderer,
+                              tracker=tracker)
 
     def _notes(self, fitted: Fitted, pixels: np.ndarray | None) -> dict[str, Any]:
         """The audit notes; with ``strict``, after the independent reading of the render ``pixels``."""

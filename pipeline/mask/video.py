@@ -1,7 +1,9 @@
 """Mask a stream of frames (a clip): per-frame fit, temporal smoothing, hold-last-good, quarantine rules.
 
 Each frame goes through the configured masker. The digital mask (a :class:`FrameFitter`) only fits each
-frame (analysis, fit, drawn check; no render); the avatar's per-frame numbers (head pose, each eye's 13
+frame (analysis, fit, drawn check; no render), following the face from frame to frame in a clip with
+timing (:class:`~digimask.pipeline.eyes.track.FaceTracker`: the face detectors run only where the face
+was lost); the avatar's per-frame numbers (head pose, each eye's 13
 fitted values and its drawn corneal reflex, :func:`columns`) are then smoothed over time by a centred
 Savitzky-Golay filter whose window is the longest that still passes ``keep_hz`` (a nystagmus, a
 saccade's step, a blink's 100-300 ms closing) at ``min_gain`` of its amplitude: it removes the
@@ -24,7 +26,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from itertools import chain
 from typing import Any, Protocol, runtime_checkable
 
@@ -56,7 +58,10 @@ class FrameFitter(Protocol):
 
     name: str
 
-    def fit(self, image: np.ndarray, ds: Dataset) -> Mapping[str, Any]: ...
+    def tracker(self) -> Any:
+        """A new clip's state for ``fit`` (the face tracker; its ``to_dict()`` goes to the clip's notes)."""
+
+    def fit(self, image: np.ndarray, ds: Dataset, tracker: Any = None) -> Mapping[str, Any]: ...
 
 
 def columns(sides: Iterable[str]) -> list[str]:
@@ -236,7 +241,8 @@ class ClipMasker:
         if first is None:
             raise Quarantined("no frames")
         if isinstance(self.masker, FrameFitter):
-            source = self._avatar(chain([first], frames), ds, self._fitted_params)
+            tracker = self.masker.tracker() if self.time_series else None  # untimed frames are unrelated
+            source = self._avatar(chain([first], frames), ds, partial(self._fitted_params, tracker=tracker), tracker)
         else:
             try:
                 result: MaskResult | MaskingFailed = mask_frame(self.masker, first, ds)
@@ -259,10 +265,10 @@ class ClipMasker:
             n += 1
         self.result = ClipResult(dict(result.params) if result.params is not None else None, None, {"frames": n})
 
-    def _fitted_params(self, frame: np.ndarray, ds: Dataset) -> Mapping[str, Any]:
+    def _fitted_params(self, frame: np.ndarray, ds: Dataset, tracker: Any) -> Mapping[str, Any]:
         """A :class:`FrameFitter`'s parameters for one frame, failing closed like :func:`mask_frame`."""
         try:
-            return self.masker.fit(frame, ds)  # type: ignore[attr-defined]
+            return self.masker.fit(frame, ds, tracker)  # type: ignore[attr-defined]
         except MaskingFailed:
             raise
         except Exception as exc:
@@ -282,7 +288,8 @@ class ClipMasker:
         return params
 
     def _avatar(self, frames: Iterator[np.ndarray], ds: Dataset,
-                params_of: Callable[[np.ndarray, Dataset], Mapping[str, Any]]) -> Iterator[np.ndarray]:
+                params_of: Callable[[np.ndarray, Dataset], Mapping[str, Any]], tracker: Any = None
+                ) -> Iterator[np.ndarray]:
         """Each frame's parameters from ``params_of``, smoothed, then rendered (once)."""
         from digimask.pipeline.mask.digital_mask import render_params
 
@@ -303,7 +310,7 @@ class ClipMasker:
         self.result = ClipResult(
             {**frame_params(resolver.constant, values[0]), "measurements": resolver.measurements}, frame_array,
             {"frames": len(values), **counts, "smoothing_window": self.smoother.window,
-             "smoothing_order": self.smoother.order})
+             "smoothing_order": self.smoother.order, **({"face": tracker.to_dict()} if tracker is not None else {})})
 
 
 class _Resolver:
