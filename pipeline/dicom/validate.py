@@ -1,18 +1,22 @@
 """Is a dataset usable? At intake (the received header, pixels not decoded) and before an output is queued
-(the Type 1 and Type 2 attributes of its IOD's mandatory modules, generated ``iod_required.json``).
+(the Type 1 and Type 2 attributes of its IOD's mandatory modules, generated ``iod_required.json``; inside
+sequence items, the Types, Enumerated Values and VRs the standard gives, generated ``iod_rules.json``).
 
 Reasons name attributes by keyword or tag, never by value (no PHI).
 """
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 from pathlib import Path
 
 import pydicom
-from digimask.pipeline.deid.profile import iod_required
+from digimask.pipeline.deid.profile import iod_required, iod_types
 from digimask.pipeline.errors import Quarantined
-from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.pixels.utils import get_expected_length
@@ -117,6 +121,105 @@ def complete_output(ds: Dataset) -> None:
             setattr(ds, keyword, "")
     if missing:
         raise Quarantined(f"output lacks Type 1 attribute(s) of its IOD: {', '.join(missing)}")
+    sop_class = str(ds.get("SOPClassUID", ""))
+    if not types:
+        return
+    problems: list[str] = []
+    try:
+        _check_items(ds, (), _Rules.of(sop_class), {f"{t:08X}": ty for t, ty in iod_types(sop_class).items()}, problems)
+    except Exception as exc:  # a value pydicom cannot convert: the output is not valid either
+        problems.append(f"unreadable attribute ({type(exc).__name__})")
+    if problems:
+        raise Quarantined(f"output fails its IOD's rules: {'; '.join(problems[:4])}"
+                          + (f" (+{len(problems) - 4} more)" if len(problems) > 4 else ""))
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """One IOD's generated rules (``iod_rules.json``): Types inside each sequence's items by the sequence's
+    path of tags, and Enumerated Values by attribute path, per value number ("" for every value)."""
+
+    items: dict[str, dict[str, str]]
+    enums: dict[str, list[dict[str, list[str]]]]
+
+    @staticmethod
+    @cache
+    def of(sop_class_uid: str) -> "_Rules":
+        raw = _rules_table().get(sop_class_uid, {"items": {}, "enums": {}})
+        return _Rules(raw["items"], raw["enums"])
+
+
+@cache
+def _rules_table() -> dict[str, dict]:
+    return json.loads(resources.files("digimask.pipeline.deid").joinpath("standard/iod_rules.json").read_text())
+
+
+_CODE_VALUES = ("00080100", "00080119", "00080120")  # Code Value, Long Code Value, URN Code Value
+_NUMERIC_VRS = {"US", "SS", "UL", "SL", "UV", "SV", "IS"}
+
+
+def _check_items(ds: Dataset, path: tuple[str, ...], rules: _Rules, types: dict[str, str], problems: list[str]) -> None:
+    """Every attribute of ``ds`` (the output, or an item at ``path``): the VR the standard gives it, not
+    empty if its Type is 1 or 1C, its Enumerated Values; every item of its sequences: the item's Type 1
+    attributes present and not empty (Type 2 added empty), and the Code Sequence Macro's conditions."""
+    for elem in ds:
+        tag = int(elem.tag)
+        if elem.tag.is_private or tag & 0xFFFF == 0:
+            continue
+        key = f"{tag:08X}"
+        where = "/".join([*(_name(int(p, 16)) for p in path), _name(tag)])
+        if dictionary_has_tag(tag):
+            allowed = dictionary_VR(tag).split(" or ")
+            if elem.VR not in allowed:
+                problems.append(f"{where} has VR {elem.VR}, not {' or '.join(allowed)}")
+                continue
+        if types.get(key) in ("1", "1C") and elem.is_empty:
+            problems.append(f"{where} is empty (Type {types[key]})")
+        _check_enums(elem, rules.enums.get("/".join([*path, key]), ()), where, problems)
+        if elem.VR == "SQ":
+            inner = (*path, key)
+            item_types = rules.items.get("/".join(inner), {})
+            for item in elem.value:
+                _check_item(item, item_types, where, problems)
+                _check_items(item, inner, rules, item_types, problems)
+
+
+def _check_item(item: Dataset, item_types: dict[str, str], where: str, problems: list[str]) -> None:
+    for key, attr_type in item_types.items():
+        tag = int(key, 16)
+        if attr_type == "1" and (tag not in item or item[tag].is_empty):
+            problems.append(f"{where}/{_name(tag)} missing (Type 1)")
+        elif attr_type == "2" and tag not in item:
+            vr = dictionary_VR(tag)
+            item.add(DataElement(tag, vr, Sequence() if vr == "SQ" else None))
+    if item_types.get("00080104") == "1" and "00080100" in item_types:  # a Code Sequence Macro item (PS3.3 8.8)
+        values = [k for k in _CODE_VALUES if int(k, 16) in item and not item[int(k, 16)].is_empty]
+        if len(values) != 1:
+            problems.append(f"{where} item has {len(values)} of Code Value, Long Code Value, URN Code Value (1 needed)")
+        if values and values[0] != "00080120" and (0x00080102 not in item or item[0x00080102].is_empty):
+            problems.append(f"{where}/CodingSchemeDesignator missing (Type 1C)")
+
+
+def _check_enums(elem: DataElement, alternatives, where: str, problems: list[str]) -> None:  # type: ignore[no-untyped-def]
+    if not alternatives or elem.is_empty:
+        return
+    values = list(elem.value) if elem.VM > 1 else [elem.value]
+    for rule in alternatives:  # each module that enumerates the attribute: a value must be in each list
+        for number, allowed in rule.items():
+            picked = values if number == "" else values[int(number) - 1:int(number)]
+            if any(not _enumerated(v, allowed, elem.VR) for v in picked):
+                problems.append(f"{where}{'' if number == '' else f' value {number}'} not an Enumerated Value")
+                return
+
+
+def _enumerated(value: object, allowed: list[str], vr: str) -> bool:
+    if vr in _NUMERIC_VRS:
+        numbers = {int(a[:-1], 16) if a.endswith("H") else int(a) for a in allowed if a.rstrip("H").isalnum()}
+        try:
+            return int(value) in numbers  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            return False
+    return str(value).strip() in allowed
 
 
 def _name(tag: int) -> str:

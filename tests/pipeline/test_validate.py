@@ -37,3 +37,86 @@ def test_missing_type1_quarantines_naming_it(processor, astronaut) -> None:
     out = processor.process(ds, route=False).dataset
     with pytest.raises(Quarantined, match="output lacks Type 1 attribute.*: Modality"):
         complete_output(out)
+
+
+def _checked(out, tmp_path, name: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """dciodvfy's errors for ``out`` as it would be forwarded without the check."""
+    target = tmp_path / f"{name}.dcm"
+    out.save_as(target, enforce_file_format=True)
+    return dciodvfy_errors(target)
+
+
+def test_a_code_item_without_its_type1_attributes_quarantines_naming_them(processor, astronaut, tmp_path) -> None:
+    require("dciodvfy")
+    ds = f.op8("v", astronaut[:64, :64])
+    item = ds.AnatomicRegionSequence[0]
+    del item.CodeMeaning, item.CodeValue  # a flipped tag in the modality's item
+    out = processor.process(ds, route=False).dataset
+    assert any("AnatomicRegionSequence" in e and "CodeMeaning" in e for e in _checked(out, tmp_path, "code"))
+    with pytest.raises(Quarantined) as caught:
+        complete_output(out)
+    assert "AnatomicRegionSequence/CodeMeaning missing (Type 1)" in caught.value.reason
+    assert "0 of Code Value, Long Code Value, URN Code Value" in caught.value.reason
+
+
+def test_a_code_value_without_its_scheme_quarantines(processor, astronaut) -> None:
+    ds = f.op8("v", astronaut[:64, :64])
+    del ds.AnatomicRegionSequence[0].CodingSchemeDesignator
+    out = processor.process(ds, route=False).dataset
+    with pytest.raises(Quarantined, match="AnatomicRegionSequence/CodingSchemeDesignator missing"):
+        complete_output(out)
+
+
+@pytest.mark.parametrize(("keyword", "value", "named"), [
+    ("Modality", "HC", "Modality not an Enumerated Value"),  # OP is the one the OP IOD allows
+    ("SynchronizationTrigger", "NO TRIGGGR", "SynchronizationTrigger not an Enumerated Value"),
+    ("ImageType", ["ORIGINAL", "R"], "ImageType value 2 not an Enumerated Value"),  # PRIMARY for OP
+])
+def test_a_value_outside_the_enumerated_values_quarantines(processor, astronaut, tmp_path, keyword, value, named) -> None:
+    require("dciodvfy")
+    ds = f.op8("v", astronaut[:64, :64])
+    setattr(ds, keyword, value)
+    out = processor.process(ds, route=False).dataset
+    assert any(keyword in e and "enumerated value" in e.lower() for e in _checked(out, tmp_path, keyword))
+    with pytest.raises(Quarantined, match=named):
+        complete_output(out)
+
+
+def test_a_flipped_vr_inside_an_item_quarantines(processor, astronaut, tmp_path) -> None:
+    require("dciodvfy")
+    ds = f.op8("v", astronaut[:64, :64])
+    item = ds.AnatomicRegionSequence[0]
+    del item.CodingSchemeDesignator
+    item.add_new(0x00080102, "SL", 1397510217)  # what a bit flip in the VR bytes of SH reads as
+    out = processor.process(ds, route=False).dataset
+    if 0x00080102 in out.AnatomicRegionSequence[0]:  # the de-identifier may already drop it
+        assert any("CodingSchemeDesignator" in e for e in _checked(out, tmp_path, "vr"))
+    with pytest.raises(Quarantined, match="CodingSchemeDesignator (has VR SL, not SH|missing)"):
+        complete_output(out)
+
+
+def test_an_empty_type1c_sequence_quarantines(processor, astronaut, tmp_path) -> None:
+    require("dciodvfy")
+    ds = f.op8("v", astronaut[:64, :64])
+    ds.ChannelDescriptionCodeSequence = []
+    out = processor.process(ds, route=False).dataset
+    assert any("ChannelDescriptionCodeSequence" in e for e in _checked(out, tmp_path, "empty"))
+    with pytest.raises(Quarantined, match=r"ChannelDescriptionCodeSequence is empty \(Type 1C\)"):
+        complete_output(out)
+
+
+def test_valid_outputs_of_every_forwarded_iod_pass_and_validate(processor, astronaut, tmp_path) -> None:
+    """Secondary Capture, VL Photographic, Ophthalmic Photography, multi-frame SC: the check passes what
+    dciodvfy passes (no over-strict rule from the generated tables)."""
+    require("dciodvfy")
+    import video_factory as vf
+
+    face = astronaut[:64, :64]
+    sc = f.vl("v", face)
+    sc.SOPClassUID = sc.file_meta.MediaStorageSOPClassUID = f.SC
+    sc.ConversionType = "DI"
+    for name, ds in {"op8": f.op8("v", face), "vl": f.vl("v", face), "sc": sc,
+                     "mf-sc": vf.multiframe_sc("v", [face, face], rate=10.0)}.items():
+        out = processor.process(ds, route=False).dataset
+        complete_output(out)
+        assert _checked(out, tmp_path, name) == [], name
