@@ -6,12 +6,19 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.orm import sessionmaker
 
 
-def make_engine(url: str, busy_timeout_s: float = 30) -> Engine:
-    """SQLite gets WAL, full fsync and a busy timeout (several threads write); others as given.
+def make_engine(url: str, busy_timeout_s: float = 30, synchronous: str = "FULL") -> Engine:
+    """SQLite gets WAL, ``synchronous`` (FULL: every commit fsyncs the WAL) and a busy timeout (several
+    threads write); others as given.
 
-    SQLite's own busy handler sleeps 1 to 100 ms between tries; the intake path passes a tiny
-    ``busy_timeout_s`` and retries itself at sub-millisecond intervals (see ``Store.receive``).
+    ``synchronous="NORMAL"`` (the WAL is fsynced at checkpoints only) is for the intake's commits alone:
+    a commit then survives a SIGKILL (the WAL is in the page cache) but not always a power loss, and
+    everything an intake row records is already durable in its inbox file and name, which
+    ``Store.recover`` adopts (see ``storage/intake.py``). SQLite's own busy handler sleeps 1 to 100 ms
+    between tries; the intake path passes a tiny ``busy_timeout_s`` and retries itself at sub-millisecond
+    intervals.
     """
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": busy_timeout_s, "check_same_thread": False})
 
@@ -19,7 +26,7 @@ def make_engine(url: str, busy_timeout_s: float = 30) -> Engine:
         def _pragmas(conn, _record) -> None:  # type: ignore[no-untyped-def]
             cur = conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute(f"PRAGMA synchronous={synchronous}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 

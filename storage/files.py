@@ -22,18 +22,15 @@ def write_durable(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
-def adopt_durable(src: Path, dst: Path) -> None:
-    """Make a file written by someone else (pynetdicom's chunked receive) durable under ``dst``: fsync its
-    bytes, rename it (same file system), fsync the folder. The bytes are never copied."""
-    fd = os.open(src, os.O_RDONLY)
+def sync_file(path: Path) -> None:
+    """Make the bytes of a file written by someone else (pynetdicom's chunked receive) durable, owner-only;
+    its name is made durable by the caller (rename, then one folder fsync for a whole batch)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fchmod(fd, 0o600)
         os.fsync(fd)
     finally:
         os.close(fd)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(src, dst)
-    fsync_dir(dst.parent)
 
 
 def move_durable(src: Path, dst: Path) -> None:
@@ -54,3 +51,21 @@ def fsync_dir(folder: Path) -> None:
 def new_name() -> str:
     """A file name that says nothing about the patient or the instance."""
     return f"{uuid.uuid4().hex}.dcm"
+
+
+def inbox_name(calling_ae: str, called_ae: str) -> str:
+    """An inbox file's name: random, plus the association's AE titles (not PHI; hex, as AE titles may hold
+    any character but backslash), so that a file whose database row a power loss rolled back is adopted
+    with the routing it was received with (:func:`inbox_aes`)."""
+    return f"{uuid.uuid4().hex}.{calling_ae.encode().hex()}.{called_ae.encode().hex()}.dcm"
+
+
+def inbox_aes(name: str) -> tuple[str, str]:
+    """(calling, called) AE titles from an :func:`inbox_name`; empty for any other name."""
+    parts = name.split(".")
+    if len(parts) != 4:
+        return "", ""
+    try:
+        return bytes.fromhex(parts[1]).decode(), bytes.fromhex(parts[2]).decode()
+    except ValueError:
+        return "", ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
 import time
 import uuid
@@ -19,13 +20,16 @@ from pathlib import Path
 
 from digimask.config.settings import Settings
 from digimask.storage import db
-from digimask.storage.files import adopt_durable, move_durable, new_name, write_durable
+from digimask.storage.files import inbox_aes, inbox_name, move_durable, new_name, sync_file, write_durable
+from digimask.storage.intake import GroupCommit, Received
 from digimask.storage.models import Delivery, Event, Instance, Send, State, utcnow
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
+_INSERT_INSTANCE = Instance.__table__.insert().returning(Instance.__table__.c.id)
+_INSERT_EVENT = Event.__table__.insert()
 
 
 @dataclass(frozen=True)
@@ -49,25 +53,36 @@ class ClaimedDelivery:
 
 
 class Store:
-    def __init__(self, data_dir: Path, sessions: sessionmaker, node_id: str) -> None:
+    def __init__(self, data_dir: Path, sessions: sessionmaker, node_id: str,
+                 intake_sessions: sessionmaker | None = None) -> None:
+        """``intake_sessions``: the intake's rows may be committed without a WAL fsync (SQLite
+        ``synchronous=NORMAL``; see ``storage/intake.py`` for why that is durable); default ``sessions``."""
         self.data_dir = data_dir
         self.sessions = sessions
+        self.intake_sessions = intake_sessions or sessions
         self.node_id = node_id
         for sub in ("inbox", "outbox", "quarantine", "incoming"):  # originals hold PHI: owner-only folders
             (data_dir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.intake = GroupCommit(data_dir / "inbox", self._record)
 
     # -- intake -------------------------------------------------------------------------------------
     def receive(self, data: bytes, pseudo_uid: str, sop_class_uid: str, calling_ae: str, called_ae: str) -> int:
         """Persist one received instance (fsync) and record it; only then may the SCP say Success."""
-        rel = Path("inbox") / new_name()
+        rel = Path("inbox") / inbox_name(calling_ae, called_ae)
         write_durable(self.data_dir / rel, data)
-        return self._record(rel, pseudo_uid, sop_class_uid, calling_ae, called_ae)
+        return self._record([Received(rel, pseudo_uid, sop_class_uid, calling_ae, called_ae)])[0]
 
     def receive_file(self, path: Path, pseudo_uid: str, sop_class_uid: str, calling_ae: str, called_ae: str) -> int:
-        """As :meth:`receive`, for a file already written under :attr:`incoming` (moved, not copied)."""
-        rel = Path("inbox") / new_name()
-        adopt_durable(path, self.data_dir / rel)
-        return self._record(rel, pseudo_uid, sop_class_uid, calling_ae, called_ae)
+        """As :meth:`receive`, for a file already written under :attr:`incoming` (renamed, not copied): its
+        bytes fsynced here, its name and row in a group commit with other associations' instances."""
+        sync_file(path)
+        rel = Path("inbox") / inbox_name(calling_ae, called_ae)
+        os.replace(path, self.data_dir / rel)
+        try:
+            return self.intake.commit(Received(rel, pseudo_uid, sop_class_uid, calling_ae, called_ae))
+        except Exception:
+            (self.data_dir / rel).unlink(missing_ok=True)
+            raise
 
     @property
     def incoming(self) -> Path:
@@ -83,26 +98,35 @@ class Store:
             path.unlink(missing_ok=True)
         return len(stale)
 
-    def _record(self, rel: Path, pseudo_uid: str, sop_class_uid: str, calling_ae: str, called_ae: str) -> int:
+    def _record(self, batch: list[Received]) -> list[int]:
+        """The rows of a batch of received instances, in one transaction; on failure every file of the
+        batch is removed (none was acknowledged)."""
         deadline = time.monotonic() + 30
         while True:
             try:
-                with self.sessions.begin() as s:
-                    inst = Instance(pseudo_uid=pseudo_uid, sop_class_uid=sop_class_uid, calling_ae=calling_ae,
-                                    called_ae=called_ae, state=State.RECEIVED, original_path=str(rel))
-                    s.add(inst)
-                    s.flush()
-                    self._event(s, inst.id, State.RECEIVED, f"from {calling_ae}")
-                    return inst.id
+                with self.intake_sessions.begin() as s:  # Core on the connection: the modality waits for this
+                    conn, now = s.connection(), utcnow()
+                    ids = [conn.execute(_INSERT_INSTANCE, {
+                        "pseudo_uid": r.pseudo_uid, "sop_class_uid": r.sop_class_uid, "calling_ae": r.calling_ae,
+                        "called_ae": r.called_ae, "state": State.RECEIVED.value, "original_path": str(r.rel),
+                        "received_at": now, "updated_at": now}).scalar_one() for r in batch]
+                    conn.execute(_INSERT_EVENT, [{"instance_id": iid, "at": now, "state": State.RECEIVED.value,
+                                                  "detail": f"from {r.calling_ae}", "node_id": self.node_id}
+                                                 for iid, r in zip(ids, batch)])
+                    return ids
             except OperationalError as exc:
                 if "locked" in str(exc) and time.monotonic() < deadline:
                     time.sleep(0.0005)  # SQLite writer busy: retry soon (the modality is waiting)
                     continue
-                (self.data_dir / rel).unlink(missing_ok=True)
+                self._discard(batch)
                 raise
             except Exception:
-                (self.data_dir / rel).unlink(missing_ok=True)
+                self._discard(batch)
                 raise
+
+    def _discard(self, batch: list[Received]) -> None:
+        for r in batch:
+            (self.data_dir / r.rel).unlink(missing_ok=True)
 
     # -- processing ---------------------------------------------------------------------------------
     def claim_instance(self, lease_s: float, only_id: int | None = None) -> Claimed | None:
@@ -290,8 +314,9 @@ class Store:
 
     # -- recovery and housekeeping ------------------------------------------------------------------
     def recover(self) -> int:
-        """At start: give back this node's claims and adopt inbox files that have no row (crash between
-        fsync and commit). Returns how many instances were put back in the queue."""
+        """At start: give back this node's claims and adopt inbox files that have no row (a crash between
+        the rename and the commit, or a power loss that rolled back an intake commit: the AE titles come
+        from the file's name). Returns how many instances were put back in the queue."""
         n = 0
         with self.sessions.begin() as s:
             n += s.execute(update(Instance).where(Instance.state == State.PROCESSING, Instance.claimed_by == self.node_id)
@@ -302,7 +327,8 @@ class Store:
             for path in sorted((self.data_dir / "inbox").glob("*.dcm")):
                 rel = f"inbox/{path.name}"
                 if rel not in known:
-                    inst = Instance(pseudo_uid="", sop_class_uid="", calling_ae="", called_ae="",
+                    calling, called = inbox_aes(path.name)
+                    inst = Instance(pseudo_uid="", sop_class_uid="", calling_ae=calling, called_ae=called,
                                     state=State.RECEIVED, original_path=rel)
                     s.add(inst)
                     s.flush()
@@ -393,5 +419,9 @@ def _short(uid: str) -> str:
 def open_store(settings: Settings, busy_timeout_s: float = 30) -> Store:
     """The node's store from its settings: the data folder (created 0700) and the database, schema checked."""
     Path(settings.storage.data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-    sessions = db.init(db.make_engine(settings.storage.db_url, busy_timeout_s))
-    return Store(Path(settings.storage.data_dir), sessions, settings.node.node_id)
+    url = settings.storage.db_url
+    sessions = db.init(db.make_engine(url, busy_timeout_s))
+    intake = None
+    if url.startswith("sqlite:///"):  # a file: the intake's own connections commit without a WAL fsync
+        intake = sessionmaker(db.make_engine(url, busy_timeout_s, synchronous="NORMAL"), expire_on_commit=False)
+    return Store(Path(settings.storage.data_dir), sessions, settings.node.node_id, intake)
