@@ -70,7 +70,8 @@ def keep_drawn_geometry(store: Store, iid: int, output: Dataset) -> None:
         block = private_block.read(output)
         if block is None or block[1] != "digital_mask":
             return
-        from digimask.pipeline.mask.overlay import drawn_geometry  # torch: only where the digital mask runs
+        # imported here: it loads torch, which only a process running the digital mask has loaded
+        from digimask.pipeline.mask.overlay import drawn_geometry
 
         doc = drawn_geometry(block[2])
         if doc is not None:

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
 from digimask.pipeline.mask.drawn import MARGIN_SAMPLES, drawn_eyes
 from digimask.pipeline.mask.params import READABLE_SCHEMAS, AvatarParams
 

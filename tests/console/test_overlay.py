@@ -9,10 +9,9 @@ import dicom_factory as f
 import numpy as np
 import pytest
 from console.support import add_user, console_config, phi_of
+from digimask.pipeline.mask.overlay import LID_POINTS, drawn_geometry
 from peers import storescu, wait_for
 from PIL import Image
-
-from digimask.pipeline.mask.overlay import LID_POINTS, drawn_geometry
 
 pytestmark = pytest.mark.peers
 SVG = "{http://www.w3.org/2000/svg}"
