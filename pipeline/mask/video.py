@@ -1,10 +1,10 @@
 """Mask a stream of frames (a clip): per-frame fit, temporal smoothing, hold-last-good, quarantine rules.
 
 Each frame goes through the configured masker. The digital mask (a :class:`FrameFitter`) only fits each
-frame (analysis, fit, drawn check; no render), following the face from frame to frame in a clip with
-timing (:class:`~digimask.pipeline.eyes.track.FaceTracker`: the face detectors run only where the face
-was lost); the avatar's per-frame numbers (head pose, each eye's 13
-fitted values and its drawn corneal reflex, :func:`columns`) are then smoothed over time by a centred
+frame (analysis, fit, drawn check; no render); in a clip with timing it follows the face from frame to
+frame (:class:`~digimask.pipeline.eyes.track.FaceTracker`: the face detectors run only where the face was
+lost) and solves the fits of several frames together. The avatar's per-frame numbers (head pose, each
+eye's 13 fitted values and its drawn corneal reflex, :func:`columns`) are smoothed over time by a centred
 Savitzky-Golay filter whose window is the longest that still passes ``keep_hz`` (a nystagmus, a
 saccade's step, a blink's 100-300 ms closing) at ``min_gain`` of its amplitude: it removes the
 detector's frame-to-frame jitter, not the movements. Each frame is rendered once, from the smoothed
@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cache, partial
+from functools import cache
 from itertools import chain
 from typing import Any, Protocol, runtime_checkable
 
@@ -59,9 +59,12 @@ class FrameFitter(Protocol):
     name: str
 
     def tracker(self) -> Any:
-        """A new clip's state for ``fit`` (the face tracker; its ``to_dict()`` goes to the clip's notes)."""
+        """A new clip's state for ``fit_many`` (the face tracker; its ``to_dict()`` goes to the clip's notes)."""
 
-    def fit(self, image: np.ndarray, ds: Dataset, tracker: Any = None) -> Mapping[str, Any]: ...
+    def fit_many(self, frames: Iterable[np.ndarray], ds: Dataset, tracker: Any = None,
+                 batch: int = ...) -> Iterator[Mapping[str, Any] | MaskingFailed]:
+        """Each frame's parameters, or the failure that refuses it, in order; ``batch`` frames fitted
+        together."""
 
 
 def columns(sides: Iterable[str]) -> list[str]:
@@ -241,8 +244,12 @@ class ClipMasker:
         if first is None:
             raise Quarantined("no frames")
         if isinstance(self.masker, FrameFitter):
-            tracker = self.masker.tracker() if self.time_series else None  # untimed frames are unrelated
-            source = self._avatar(chain([first], frames), ds, partial(self._fitted_params, tracker=tracker), tracker)
+            if self.time_series:
+                tracker = self.masker.tracker()
+                fitted = self.masker.fit_many(chain([first], frames), ds, tracker)
+            else:  # unrelated frames: each fitted alone, as a photo, without tracking
+                tracker, fitted = None, self.masker.fit_many(chain([first], frames), ds, batch=1)
+            source = self._avatar(_failing_closed(fitted, self.masker.name), tracker)
         else:
             try:
                 result: MaskResult | MaskingFailed = mask_frame(self.masker, first, ds)
@@ -251,7 +258,7 @@ class ClipMasker:
             if isinstance(result, MaskResult) and (result.params is None or result.params.get("schema") != PARAMS_SCHEMA):
                 source = self._stateless(result, frames, ds)  # a masker without avatar parameters (blank, ...)
             else:
-                source = self._avatar(chain([first], frames), ds, self._masked_params(result))
+                source = self._avatar(self._masked_params(result, frames, ds))
         for produced, pixels in enumerate(source, 1):
             if self.progress:
                 self.progress(produced)
@@ -265,40 +272,28 @@ class ClipMasker:
             n += 1
         self.result = ClipResult(dict(result.params) if result.params is not None else None, None, {"frames": n})
 
-    def _fitted_params(self, frame: np.ndarray, ds: Dataset, tracker: Any) -> Mapping[str, Any]:
-        """A :class:`FrameFitter`'s parameters for one frame, failing closed like :func:`mask_frame`."""
-        try:
-            return self.masker.fit(frame, ds, tracker)  # type: ignore[attr-defined]
-        except MaskingFailed:
-            raise
-        except Exception as exc:
-            raise MaskingFailed(f"{type(exc).__name__} in masker {self.masker.name}") from None
+    def _masked_params(self, first: MaskResult | MaskingFailed, frames: Iterator[np.ndarray],
+                       ds: Dataset) -> Iterator[Mapping[str, Any] | MaskingFailed]:
+        """Parameters from a masker that renders each frame (its pixels are dropped), after the first
+        frame's result."""
+        yield first if isinstance(first, MaskingFailed) else first.params or {}
+        for frame in frames:
+            try:
+                yield mask_frame(self.masker, frame, ds).params or {}
+            except MaskingFailed as exc:
+                yield exc
 
-    def _masked_params(self, first: MaskResult | MaskingFailed) -> Callable[[np.ndarray, Dataset], Mapping[str, Any]]:
-        """Parameters from a masker that renders each frame (its pixels are dropped): ``first`` is the first
-        frame's result, already computed."""
-        pending: list[MaskResult | MaskingFailed] = [first]
-
-        def params(frame: np.ndarray, ds: Dataset) -> Mapping[str, Any]:
-            result = pending.pop() if pending else mask_frame(self.masker, frame, ds)
-            if isinstance(result, MaskingFailed):
-                raise result
-            return result.params or {}
-
-        return params
-
-    def _avatar(self, frames: Iterator[np.ndarray], ds: Dataset,
-                params_of: Callable[[np.ndarray, Dataset], Mapping[str, Any]], tracker: Any = None
+    def _avatar(self, fitted: Iterator[Mapping[str, Any] | MaskingFailed], tracker: Any = None
                 ) -> Iterator[np.ndarray]:
-        """Each frame's parameters from ``params_of``, smoothed, then rendered (once)."""
+        """Each frame's parameters (or failure) from ``fitted``, smoothed, then rendered (once)."""
         from digimask.pipeline.mask.digital_mask import render_params
 
         status: list[int] = []
         values: list[np.ndarray] = []
-        resolver = _Resolver(self, ds, params_of)
+        resolver = _Resolver(self)
 
         def resolved() -> Iterator[np.ndarray]:
-            for vector, code in resolver.run(frames):
+            for vector, code in resolver.run(fitted):
                 status.append(code)
                 yield vector
 
@@ -317,15 +312,16 @@ class _Resolver:
     """Each frame's unsmoothed vector and status, in order; frames before the first open one wait (as
     statuses only) and are resolved from it."""
 
-    def __init__(self, clip: ClipMasker, ds: Dataset,
-                 params_of: Callable[[np.ndarray, Dataset], Mapping[str, Any]]) -> None:
-        self.clip, self.ds, self.params_of = clip, ds, params_of
+    def __init__(self, clip: ClipMasker) -> None:
+        self.clip = clip
         self.constant: dict[str, Any] = {}  # the clip's constant parameters, from the first measured frame
         self.measurements: Any = None
         self.layout: tuple | None = None
 
-    def _measure(self, frame: np.ndarray) -> np.ndarray:
-        params = dict(self.params_of(frame, self.ds))
+    def _measure(self, fitted: Mapping[str, Any] | MaskingFailed) -> np.ndarray:
+        if isinstance(fitted, MaskingFailed):
+            raise fitted
+        params = dict(fitted)
         if "eyes" not in params or "camera" not in params:
             raise MaskingFailed(f"masker {self.clip.masker.name} gave no avatar parameters for a frame")
         if self.layout is None:
@@ -336,18 +332,18 @@ class _Resolver:
             raise MaskingFailed("the masked eyes changed within the clip", "clip_layout")
         return to_vector(params)
 
-    def run(self, frames: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, int]]:
+    def run(self, fitted: Iterator[Mapping[str, Any] | MaskingFailed]) -> Iterator[tuple[np.ndarray, int]]:
         opts, hold = self.clip.options, self.clip.hold_frames
         total = self.clip.total
         last: np.ndarray | None = None
         waiting: list[int] = []
         lost = run = n = 0
         reasons: dict[str, tuple[str, int]] = {}  # failure code -> (its first reason, frames)
-        for i, frame in enumerate(frames):
+        for i, result in enumerate(fitted):
             n = i + 1
             vector = None
             try:
-                vector, code = self._measure(frame), MEASURED
+                vector, code = self._measure(result), MEASURED
             except MaskingFailed as exc:
                 code = CLOSED if exc.code == "eyes_closed" and self.clip.time_series else HELD
                 if code == HELD:
@@ -379,6 +375,18 @@ class _Resolver:
 
     def _drawn(self, last: np.ndarray, code: int) -> np.ndarray:
         return closed(last, self.layout[3]) if code == CLOSED else last
+
+
+def _failing_closed(fitted: Iterator[Mapping[str, Any] | MaskingFailed], name: str
+                    ) -> Iterator[Mapping[str, Any] | MaskingFailed]:
+    """A :class:`FrameFitter`'s stream, ended by a ``MaskingFailed`` if the masker fails otherwise (the
+    decoder's own ``Quarantined`` passes)."""
+    try:
+        yield from fitted
+    except Quarantined:
+        raise
+    except Exception as exc:  # a masker bug fails the clip closed, as mask_frame fails a frame
+        raise MaskingFailed(f"{type(exc).__name__} in masker {name}") from None
 
 
 def _top(reasons: Mapping[str, tuple[str, int]]) -> str:

@@ -203,6 +203,23 @@ def test_each_frame_is_rendered_once(face, masker, monkeypatch) -> None:
     assert masker.fit(face, Dataset()) == masker.mask(face, Dataset()).params
 
 
+def test_batched_fits_match_single_fits_and_keep_failures_in_place(face, masker) -> None:
+    frames = drifting(face, 6, seed=10)
+    frames[2] = np.full_like(face, 128)
+    batched = list(masker.fit_many(frames, Dataset(), batch=4))
+    assert len(batched) == 6 and isinstance(batched[2], Rejected) and batched[2].code == "no_face"
+    compared = 0
+    for i in (0, 1, 3, 4, 5):
+        try:
+            single = masker.fit(frames[i], Dataset())
+        except MaskingFailed:  # a frame the drawn check refuses
+            continue
+        if not isinstance(batched[i], MaskingFailed):
+            np.testing.assert_allclose(to_vector(batched[i]), to_vector(single), atol=2e-3)
+            compared += 1
+    assert compared >= 4
+
+
 class ClosesEyes:
     """The digital mask, except that frames ``shut`` fail the analysis' closed-eyes gate, as in a blink."""
 
