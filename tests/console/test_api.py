@@ -21,7 +21,7 @@ pytestmark = pytest.mark.peers
 
 READS = ["/api/v1/status", "/api/v1/instances", "/api/v1/instances/1", "/api/v1/deliveries", "/api/v1/quarantine",
          "/api/v1/config", "/api/v1/whoami", "/api/v1/lookup", "/api/v1/lookup/DM-1", "/api/v1/instances/1/masked.png",
-         "/api/v1/instances/1/original.png", "/openapi.json", "/metrics"]
+         "/api/v1/instances/1/original.png", "/api/v1/instances/1/geometry", "/openapi.json", "/metrics"]
 WRITES = ["/api/v1/deliveries/retry", "/api/v1/quarantine/1/release", "/api/v1/quarantine/1/delete",
           "/api/v1/check-config", "/api/v1/lookup/import", "/api/v1/lookup/export", "/api/v1/logout"]
 
