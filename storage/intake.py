@@ -38,7 +38,10 @@ class _Slot:
     __slots__ = ("item", "done", "result", "error")
 
     def __init__(self, item: Received) -> None:
-        self.item, self.done, self.result, self.error = item, False, 0, None  # type: ignore[var-annotated]
+        self.item = item
+        self.done = False
+        self.result = 0
+        self.error: Exception | None = None
 
 
 class GroupCommit:
@@ -51,7 +54,7 @@ class GroupCommit:
         self._cv = threading.Condition()
         self._queue: list[_Slot] = []
         self._flushing = False
-        self.batches = 0  # flushes so far (the benchmark reports instances per flush)
+        self.batches = 0  # flushes so far
 
     def commit(self, item: Received) -> int:
         slot = _Slot(item)

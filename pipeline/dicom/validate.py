@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -102,11 +103,13 @@ def _check_pixels(ds: Dataset, size: int) -> Unusable | None:
 
 
 def complete_output(ds: Dataset) -> None:
-    """Check a derived output against its IOD's mandatory modules before it is queued: add any missing Type 2
-    attribute empty
-    (the node may write those), and raise :class:`Quarantined` naming the Type 1 attributes that are
-    missing or empty. SOP classes without a generated table are not checked here."""
-    types = iod_required(str(ds.get("SOPClassUID", "")))
+    """Check a derived output against its IOD before it is queued: add any missing Type 2 attribute empty
+    (the node may write those), at the top level of the mandatory modules and inside sequence items, and
+    raise :class:`Quarantined` naming the Type 1 attributes that are missing or empty, and any attribute
+    that breaks the generated rules (``iod_rules.json``: item Types, the Code Sequence Macro, Enumerated
+    Values, VRs). SOP classes without a generated table are not checked here."""
+    sop_class = str(ds.get("SOPClassUID", ""))
+    types = iod_required(sop_class)
     missing = []
     for tag, attr_type in sorted(types.items()):
         elem = ds.get(tag)
@@ -121,7 +124,6 @@ def complete_output(ds: Dataset) -> None:
             setattr(ds, keyword, "")
     if missing:
         raise Quarantined(f"output lacks Type 1 attribute(s) of its IOD: {', '.join(missing)}")
-    sop_class = str(ds.get("SOPClassUID", ""))
     if not types:
         return
     problems: list[str] = []
@@ -200,7 +202,7 @@ def _check_item(item: Dataset, item_types: dict[str, str], where: str, problems:
             problems.append(f"{where}/CodingSchemeDesignator missing (Type 1C)")
 
 
-def _check_enums(elem: DataElement, alternatives, where: str, problems: list[str]) -> None:  # type: ignore[no-untyped-def]
+def _check_enums(elem: DataElement, alternatives: Collection[dict[str, list[str]]], where: str, problems: list[str]) -> None:
     if not alternatives or elem.is_empty:
         return
     values = list(elem.value) if elem.VM > 1 else [elem.value]
@@ -213,13 +215,19 @@ def _check_enums(elem: DataElement, alternatives, where: str, problems: list[str
 
 
 def _enumerated(value: object, allowed: list[str], vr: str) -> bool:
-    if vr in _NUMERIC_VRS:
-        numbers = {int(a[:-1], 16) if a.endswith("H") else int(a) for a in allowed if a.rstrip("H").isalnum()}
+    if vr in _NUMERIC_VRS:  # the standard writes binary values as 0 or 0001H
         try:
-            return int(value) in numbers  # type: ignore[call-overload]
-        except (TypeError, ValueError):
+            return int(str(value)) in {_number(a) for a in allowed}
+        except ValueError:
             return False
     return str(value).strip() in allowed
+
+
+def _number(text: str) -> int | None:
+    try:
+        return int(text[:-1], 16) if text.endswith("H") else int(text)
+    except ValueError:
+        return None
 
 
 def _name(tag: int) -> str:
