@@ -169,7 +169,8 @@ class DigitalMask:
             if len(pending) == batch:
                 yield from self._fitted(pending)
                 pending = []
-        yield from self._fitted(pending)
+        if pending:
+            yield from self._fitted(pending)
 
     def mask(self, image: np.ndarray, ds: Dataset) -> MaskResult:
         with _failing_closed():
@@ -203,7 +204,7 @@ class DigitalMask:
         analysed = [p for p in pending if not isinstance(p, MaskingFailed)]
         try:
             with _failing_closed():
-                solved: list[AvatarParams | MaskingFailed] = list(fit_batch([p[2] for p in analysed]))
+                solved: list[AvatarParams | MaskingFailed] = fit_batch([p[2] for p in analysed]) if analysed else []
         except MaskingFailed as exc:
             solved = [exc] * len(analysed)
         params = iter(solved)
