@@ -22,8 +22,8 @@ from digimask.config.settings import Settings
 from digimask.storage import db
 from digimask.storage.files import inbox_aes, inbox_name, move_durable, new_name, sync_file, write_durable
 from digimask.storage.intake import GroupCommit, Received
-from digimask.storage.models import Delivery, Event, Instance, Send, State, utcnow
-from sqlalchemy import and_, or_, select, update
+from digimask.storage.models import Delivery, DrawnGeometry, Event, Instance, Send, State, utcnow
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -268,7 +268,7 @@ class Store:
             if all(x.state == Send.DONE for x in inst.deliveries):
                 inst.state = State.DONE
                 self._event(s, inst.id, State.DONE, None)
-                self._delete_files(inst, originals=keep_originals_days <= 0)
+                self._delete_files(s, inst, originals=keep_originals_days <= 0)
         return True
 
     def send_failed(self, claim: ClaimedDelivery, error: str, next_attempt_at: dt.datetime | None) -> bool:
@@ -345,7 +345,7 @@ class Store:
             rows = s.scalars(select(Instance).where(Instance.state == State.DONE, Instance.original_deleted_at.is_(None),
                                                     Instance.updated_at < cutoff)).all()
             for inst in rows:
-                self._delete_files(inst, originals=True)
+                self._delete_files(s, inst, originals=True)
             return len(rows)
 
     def purge_stale(self, quarantined_days: float, failed_days: float) -> int:
@@ -359,15 +359,17 @@ class Store:
                 rows = s.scalars(select(Instance).where(Instance.state == state, Instance.original_deleted_at.is_(None),
                                                         Instance.updated_at < now - dt.timedelta(days=days))).all()
                 for inst in rows:
-                    self._delete_files(inst, originals=True)
+                    self._delete_files(s, inst, originals=True)
                     self._event(s, inst.id, "purged", f"original deleted after {days:g} day(s) {state.value}")
                 n += len(rows)
         return n
 
-    def _delete_files(self, inst: Instance, originals: bool) -> None:
+    def _delete_files(self, s: Session, inst: Instance, originals: bool) -> None:
+        """The output (with the geometry drawn on it, for the console's overlay) and, if asked, the original."""
         if inst.output_path:
             (self.data_dir / inst.output_path).unlink(missing_ok=True)
             inst.output_path = None
+            s.execute(delete(DrawnGeometry).where(DrawnGeometry.instance_id == inst.id))
         if originals and inst.original_path:
             (self.data_dir / inst.original_path).unlink(missing_ok=True)
             inst.original_deleted_at = utcnow()

@@ -10,6 +10,7 @@ import pytest
 from databases import database
 from digimask.storage import db
 from digimask.storage.models import Send, State, utcnow
+from digimask.storage.overview import drawn_geometry, save_drawn_geometry
 from digimask.storage.store import Store
 from store_workers import deliver_all
 
@@ -39,14 +40,17 @@ def test_lifecycle_receive_process_deliver(url, tmp_path) -> None:
     claimed = store.claim_instance(lease_s=60)
     assert claimed is not None and claimed.id == iid and store.claim_instance(lease_s=60) is None
     store.processed(claimed, b"masked", ["A", "B"], pseudo_uid="2.25.9", sop_class_uid="1.2.3", pseudo_patient_id="DM-1")
+    save_drawn_geometry(store, iid, {"schema": "digimask.geometry/1", "eyes": {}})
     a = store.claim_deliveries("A", 10, 60)
     assert [d.instance_id for d in a] == [iid] and a[0].path.read_bytes() == b"masked"
     store.delivered(a[0], keep_originals_days=0)
     assert store.instance(iid)[0].state == State.QUEUED and original.exists()  # B has not confirmed yet
+    assert drawn_geometry(store, iid) is not None
     b = store.claim_deliveries("B", 10, 60)
     store.delivered(b[0], keep_originals_days=0)
     inst, events, deliveries = store.instance(iid)
     assert inst.state == State.DONE and not original.exists() and not a[0].path.exists()
+    assert drawn_geometry(store, iid) is None  # the overlay goes with the masked output it was drawn on
     assert {e.state for e in events} >= {"received", "deidentified+masked", "queued", "forwarded", "done"}
     assert all(d.state == Send.DONE and d.attempts == 1 for d in deliveries)
 
