@@ -101,11 +101,13 @@ def measure_clip(frames: Iterable[np.ndarray], rate_hz: float | None, options, t
 def _series(frames: Iterable[np.ndarray], rate_hz: float | None, options) -> Iterator[dict[str, Any]]:
     from digimask.pipeline.errors import MaskingFailed, Quarantined
     from digimask.pipeline.eyes.analyse import analyse
+    from digimask.pipeline.eyes.track import FaceTracker
 
+    measure = FaceTracker().analyse if rate_hz else analyse  # a clip's face is followed, as when masking
     for i, frame in enumerate(frames):
         entry: dict[str, Any] = {"frame": i, "t_s": round(i / rate_hz, 4) if rate_hz else None}
         try:
-            m = analyse(frame, options=options).measurements
+            m = measure(frame, options=options).measurements
         except Quarantined as exc:
             closed = isinstance(exc, MaskingFailed) and exc.code == "eyes_closed"
             entry.update(status="closed" if closed else "lost", reason=exc.reason)
