@@ -2,9 +2,14 @@
 """Intake throughput: DCMTK storescu -> digimask node (blank masker) vs -> DCMTK storescp, pynetdicom's
 storescp and Orthanc (a PACS that, like the node, stores and indexes what it accepts), same run.
 
-Prints images/s for each peer and the node's ratios (targets: >= 1.0x Orthanc, >= 0.5x storescp), plus the
-node's end-to-end rate (received, de-identified, masked and forwarded to a storescp), all on 127.0.0.1.
-Usage: .venv/bin/python benchmarks/intake.py [N] [SIDE_PX]
+Prints images/s for each peer and the node's ratios (targets: >= 1.0x Orthanc, >= 0.5x storescp), over one
+association and over K concurrent ones (K storescu processes, N/K images each: several modalities at
+once, where the node's group commit shares one folder fsync and one transaction among the associations),
+plus the node's end-to-end rate (received, de-identified, masked and forwarded to a storescp), all on
+127.0.0.1. Orthanc runs with its defaults (1.10: ``SyncStorageArea`` true, an fdatasync per stored file,
+no folder fsync; its SQLite index in WAL with ``synchronous=NORMAL``), the node with its own (an fsync per
+file, one folder fsync per batch, the intake rows with ``synchronous=NORMAL``; docs/measurements.md).
+Usage: .venv/bin/python benchmarks/intake.py [N] [SIDE_PX] [K]
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +41,20 @@ def send(port: int, files: list[Path], aec: str) -> float:
     return elapsed
 
 
+def send_parallel(port: int, files: list[Path], aec: str, k: int) -> float:
+    """K associations at once, each a storescu process with every K-th file; seconds until the last ends."""
+    times: list[float] = []
+    threads = [threading.Thread(target=lambda i=i: times.append(send(port, files[i::k], aec))) for i in range(k)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if len(times) != k:
+        sys.exit(f"a storescu to {aec} failed")
+    return time.perf_counter() - start
+
+
 def start_peer(cmd: list[str]) -> tuple[subprocess.Popen, int]:
     port = free_port()
     proc = subprocess.Popen([*cmd, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=PEER_ENV)
@@ -45,6 +65,7 @@ def start_peer(cmd: list[str]) -> tuple[subprocess.Popen, int]:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     side = int(sys.argv[2]) if len(sys.argv) > 2 else 184  # 184 x 184 x 3 ~ 100 KB
+    k = int(sys.argv[3]) if len(sys.argv) > 3 else 4
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -61,6 +82,7 @@ def main() -> None:
         orthanc = Orthanc(root / "orthanc").start()
         try:
             t_orthanc = send(orthanc.dicom_port, files, "ORTHANC")
+            t_orthanc_k = send_parallel(orthanc.dicom_port, files, "ORTHANC", k)
         finally:
             orthanc.stop()
 
@@ -73,6 +95,7 @@ def main() -> None:
             start = time.perf_counter() - t_node
             wait_for(lambda: store.counts().get("done", 0) >= n, 600, "all forwarded", interval=0.05)
             t_e2e = time.perf_counter() - start
+            t_node_k = send_parallel(node_port, files, "DIGIMASK", k)
         finally:
             node.kill(signal.SIGTERM)
             scp.send_signal(signal.SIGTERM)
@@ -83,6 +106,9 @@ def main() -> None:
     print(f"  digimask node intake  : {n / t_node:8.1f} images/s   ratio {t_orthanc / t_node:.2f}x Orthanc (target >= 1.0x), "
           f"{t_scp / t_node:.2f}x storescp (target >= 0.5x), {t_pyn / t_node:.2f}x pynetdicom")
     print(f"  digimask end to end   : {n / t_e2e:8.1f} images/s   (received + de-identified + blank-masked + forwarded)")
+    print(f"{k} concurrent associations, {n // k} images each")
+    print(f"  Orthanc 1.x intake    : {n / t_orthanc_k:8.1f} images/s")
+    print(f"  digimask node intake  : {n / t_node_k:8.1f} images/s   ratio {t_orthanc_k / t_node_k:.2f}x Orthanc (target >= 1.0x)")
 
 
 if __name__ == "__main__":
