@@ -208,9 +208,9 @@ def analyse_face(image: np.ndarray, points: np.ndarray, *, pixel_spacing_mm: flo
     check_pose(pose.yaw_deg, pose.pitch_deg, pose.roll_deg, opts.quality)
     eyes = _visible(image, eyes, opts)
     check_fitted(eyes, opts.quality)
-    result = measure(eyes, pose, spacing, opts.quality.min_open_ratio, opts.fixation_distance_mm)
-    _check_open(result, eyes, opts)
     h, w = image.shape[:2]
+    result = measure(eyes, pose, spacing, opts.quality.min_open_ratio, opts.fixation_distance_mm, (w, h))
+    _check_open(result, eyes, opts)
     return Analysis("face", (w, h), eyes, points, pose, result, faces_found, "face")
 
 
@@ -226,9 +226,9 @@ def _analyse_closeup(image: np.ndarray, spacing: float | None, opts: AnalysisOpt
         check_eye_size(eye.width, opts.quality)
     eyes = _visible(image, eyes, opts)
     check_fitted(eyes, opts.quality)
-    result = measure(eyes, None, spacing, opts.quality.min_open_ratio, opts.fixation_distance_mm)
-    _check_open(result, eyes, opts)
     h, w = image.shape[:2]
+    result = measure(eyes, None, spacing, opts.quality.min_open_ratio, opts.fixation_distance_mm, (w, h))
+    _check_open(result, eyes, opts)
     return Analysis("closeup", (w, h), eyes, None, None, result, 0, found[0].side_source)
 
 

@@ -29,6 +29,13 @@ LANDMARK_SD_PX = 1.0
 # Where the eyes fixate (the camera): each eye turns in by atan(half the interpupillary distance / this),
 # so a pair fixating the camera converges by twice that; the deviation is reported net of it.
 FIXATION_DISTANCE_MM = 1000.0
+# The camera, for gaze relative to it: photos carry no intrinsics, so the principal point is taken at the
+# image centre and the focal length as this times the longer side (a normal lens; the mask's fit assumes the
+# same). It only matters off the image's centre: an eye at 10 % of the width from it is seen 3.8 deg off axis.
+# Portrait and macro lenses are longer (2-4x the side): the assumed length is taken as uncertain by half
+# of itself, and that share of the off-axis angle enters the camera-referenced gaze's SD.
+FOCAL_FACTOR = 1.5
+FOCAL_REL_UNCERTAINTY = 0.5
 # Photographic Hirschberg ratio for the reflex measured from the limbus centre: 19.4 prism dioptres per
 # mm (Barry JC, Backes A, Invest Ophthalmol Vis Sci 1997;38:2597-2607; individual ratios 14-24 PD/mm,
 # Hasebe S et al., IOVS 1998;39:2782-2785).
@@ -99,6 +106,14 @@ class EyeMeasurements:
     iris_diameter_sd_mm: float = float("nan")
     gaze_h_sd_deg: float = float("nan")
     gaze_v_sd_deg: float = float("nan")
+    # Gaze relative to the line from the eye to the camera (0, 0: looking into the lens), camera axes:
+    # h > 0 toward the image's right (the patient's left in an unmirrored photo), v > 0 up. SD: the
+    # eye-in-head gaze's and the focal length's (FOCAL_REL_UNCERTAINTY); the head pose's own error is not
+    # known per image and is not in it.
+    camera_gaze_h_deg: float = float("nan")
+    camera_gaze_v_deg: float = float("nan")
+    camera_gaze_h_sd_deg: float = float("nan")
+    camera_gaze_v_sd_deg: float = float("nan")
     reflex_px: tuple[float, float] | None = None
     reflex_offset_mm: tuple[float, float] | None = None  # reflex from the limbus centre: +u (patient's left), +v (up)
     reflex_offset_sd_mm: float | None = None
@@ -229,6 +244,7 @@ def measure(
     pixel_spacing_mm: float | None = None,
     min_open_ratio: float = 0.12,
     fixation_distance_mm: float = FIXATION_DISTANCE_MM,
+    image_size: tuple[int, int] | None = None,
 ) -> Measurements:
     """All measurements for the visible eyes (see docs/measurements.md).
 
@@ -236,7 +252,9 @@ def measure(
     anything drawn (a rendered avatar's lids, limbus and reflex projected to the image). MRD1/MRD2 are
     measured from the corneal reflex where ``eye.reflex`` is set, else from the limbus centre
     (``reference``); gaze always from the limbus centre. Uncertainties (``*_sd``, 1 SD) combine the fit
-    qualities in ``eye.fit`` (LANDMARK_SD_PX for what was not fitted) with the scale's.
+    qualities in ``eye.fit`` (LANDMARK_SD_PX for what was not fitted) with the scale's. ``image_size``
+    (width, height) places the camera's axis for the camera-referenced gaze (without it, each eye is taken
+    to lie on the axis).
     """
     scale = scale_from(eyes, pixel_spacing_mm)
     u, v = eye_axes(eyes)
@@ -259,6 +277,8 @@ def measure(
         r_sd = fit.limbus_radius_sd if fit is not None and np.isfinite(fit.limbus_radius_sd) else 0.5
         offset = (c - _canthal_mid(eye)) * (k, -k)  # mm, camera frame: x image right, y image up
         gaze_h, gaze_v = gaze_from_offset(offset, rot)
+        camera_h, camera_v = camera_gaze(gaze_h, gaze_v, rot, c, image_size)
+        axis_h, axis_v = camera_gaze(0.0, 0.0, np.eye(3), c, image_size)  # where a gaze along the axis misses
         # Gaze SD: the limbus centre's and the canthal midpoint's (landmarks) scatter through the
         # eye's radius; small-angle, about 5.3 deg per mm.
         gaze_sd = float(np.degrees(np.hypot(centre_sd, LANDMARK_SD_PX / np.sqrt(2)) * k / EYE_ROTATION_RADIUS_MM))
@@ -291,6 +311,10 @@ def measure(
             iris_diameter_sd_mm=mm_sd(2 * eye.iris_radius, 2 * r_sd),
             gaze_h_sd_deg=gaze_sd,
             gaze_v_sd_deg=gaze_sd,
+            camera_gaze_h_deg=camera_h,
+            camera_gaze_v_deg=camera_v,
+            camera_gaze_h_sd_deg=float(np.hypot(gaze_sd, FOCAL_REL_UNCERTAINTY * axis_h)),
+            camera_gaze_v_sd_deg=float(np.hypot(gaze_sd, FOCAL_REL_UNCERTAINTY * axis_v)),
             reflex_px=None if reflex is None else (float(reflex[0]), float(reflex[1])),
             reflex_offset_mm=None if reflex is None else (float((reflex - c) @ u * k), float((reflex - c) @ v * k)),
             reflex_offset_sd_mm=None if reflex is None else float(np.hypot(ref_sd, centre_sd) * k),
@@ -351,6 +375,23 @@ def _limbus_in_head(h_deg: float, v_deg: float) -> np.ndarray:
 def offset_from_gaze(h_deg: float, v_deg: float, rotation: np.ndarray) -> np.ndarray:
     """Image-plane offset (mm, camera x right / y up) of the limbus centre from the canthal midpoint."""
     return (rotation @ _limbus_in_head(h_deg, v_deg))[:2]
+
+
+def camera_gaze(h_deg: float, v_deg: float, rotation: np.ndarray, position_px: np.ndarray,
+                image_size: tuple[int, int] | None) -> tuple[float, float]:
+    """The eye-in-head gaze turned into camera axes by the head rotation, as Fick angles (horizontal,
+    then vertical) about the direction from the eye to the camera: (0, 0) is looking into the lens."""
+    h, v = np.radians(h_deg), np.radians(v_deg)
+    look = rotation @ np.array([np.sin(h) * np.cos(v), np.sin(v), np.cos(h) * np.cos(v)])  # x right, y up, z to camera
+    to_camera = np.array([0.0, 0.0, 1.0])
+    if image_size is not None:
+        w, hgt = image_size
+        f = FOCAL_FACTOR * max(w, hgt)
+        to_camera = _unit(np.array([-(position_px[0] - w / 2.0) / f, (position_px[1] - hgt / 2.0) / f, 1.0]))
+    right = _unit(np.array([1.0, 0.0, 0.0]) - to_camera[0] * to_camera)
+    up = np.cross(to_camera, right)
+    return (float(np.degrees(np.arctan2(look @ right, look @ to_camera))),
+            float(np.degrees(np.arcsin(np.clip(look @ up, -1.0, 1.0)))))
 
 
 def gaze_from_offset(offset_mm: np.ndarray, rotation: np.ndarray) -> tuple[float, float]:

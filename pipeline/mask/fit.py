@@ -31,7 +31,7 @@ torch.set_num_threads(1)
 
 from digimask.pipeline.eyes.analyse import Analysis
 from digimask.pipeline.eyes.landmarks import FACEMESH_EYES, EyeLandmarks
-from digimask.pipeline.eyes.measure import eye_axes, lid_height
+from digimask.pipeline.eyes.measure import FOCAL_FACTOR, eye_axes, lid_height
 from digimask.pipeline.mask import avatar
 from digimask.pipeline.mask.params import (
     AvatarParams,
@@ -44,7 +44,6 @@ from digimask.pipeline.mask.template import IRIS_RADIUS_MM, load
 
 LID_SAMPLES = np.linspace(0.1, 0.9, 9)  # fractions between the canthi where the model's lids are sampled
 LID_GRID = np.linspace(0.0, 1.0, 17)  # fractions where the patient's lid heights are tabulated
-FOCAL_FACTOR = 1.5  # assumed focal length / longer image side (photos carry no intrinsics)
 _EYE_CONTOURS = sorted({i for eye in FACEMESH_EYES.values() for k in ("upper", "lower", "iris") for i in eye[k]})
 _POSE_WEIGHT = np.ones(468)
 _POSE_WEIGHT[[i for i in _EYE_CONTOURS if i < 468]] = 0.0

@@ -6,6 +6,7 @@ import pytest
 from digimask.pipeline.eyes.landmarks import EyeLandmarks, eyes_from_facemesh, facemesh
 from digimask.pipeline.eyes.measure import (
     EYE_ROTATION_RADIUS_MM,
+    FOCAL_FACTOR,
     FIXATION_DISTANCE_MM,
     HVID_MM,
     LIMBUS_AHEAD_MM,
@@ -13,6 +14,7 @@ from digimask.pipeline.eyes.measure import (
     head_pose_from_facemesh,
     lid_height,
     measure,
+    offset_from_gaze,
     prism_dioptres,
     scale_from,
 )
@@ -204,3 +206,43 @@ def test_hirschberg_reads_a_known_exodeviation() -> None:
     exo = measure({"right": _with_reflex(right, kappa_px), "left": _with_reflex(left, -kappa_px - exo_px)}).binocular
     assert exo.hirschberg_pd == pytest.approx(10.0)
     assert measure({"right": right, "left": _with_reflex(left, -kappa_px)}).binocular.hirschberg_pd is None
+
+
+@pytest.mark.parametrize("yaw, pitch", [(16.0, 0.0), (-20.0, 8.0), (10.0, -12.0)])
+def test_eyes_fixating_the_camera_read_zero_camera_gaze(yaw: float, pitch: float) -> None:
+    """A turned head whose eyes turn back to the lens (eye-in-head gaze = the inverse of the head's turn,
+    at the image centre): eye-in-head gaze reads the turn, camera-referenced gaze reads zero."""
+    y, p = np.radians(yaw), np.radians(pitch)
+    rot_y = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
+    rot_p = np.array([[1, 0, 0], [0, np.cos(p), np.sin(p)], [0, -np.sin(p), np.cos(p)]])
+    rot = rot_y @ rot_p
+    look = rot.T @ (0.0, 0.0, 1.0)  # the camera's direction in head axes
+    h, v = np.degrees(np.arctan2(look[0], look[2])), np.degrees(np.arcsin(look[1]))
+    shift = offset_from_gaze(h, v, rot)
+    dx, dy = shift[0] / MM, shift[1] / MM
+    eyes = {"right": drawn_eye("right", 200, iris_dx=dx, iris_dy=dy)}
+    size = (2 * int(eyes["right"].iris_center[0]), 2 * int(eyes["right"].iris_center[1]))  # eye at the centre
+    m = measure(eyes, HeadPose(yaw, pitch, 0.0, rot), image_size=size).eyes["right"]
+    assert m.gaze_h_deg == pytest.approx(h, abs=0.05) and m.gaze_v_deg == pytest.approx(v, abs=0.05)
+    assert abs(m.gaze_h_deg) + abs(m.gaze_v_deg) > 8.0
+    assert m.camera_gaze_h_deg == pytest.approx(0.0, abs=0.1) and m.camera_gaze_v_deg == pytest.approx(0.0, abs=0.1)
+
+
+def test_camera_gaze_is_referred_to_the_line_of_sight_off_the_axis() -> None:
+    """A frontal head looking straight ahead, its eye off the image centre (left of it on the horizontal
+    midline, or above it on the vertical one): the camera sees the eye from atan(offset / focal length)
+    to the side, so the gaze misses the lens by that angle, on that side."""
+    pose = HeadPose(0.0, 0.0, 0.0, np.eye(3))
+    eyes = {"right": drawn_eye("right", 200)}  # limbus centre (200, 100)
+    left_of_centre = measure(eyes, pose, image_size=(1000, 200)).eyes["right"]
+    above_centre = measure(eyes, pose, image_size=(400, 800)).eyes["right"]
+    for m in (left_of_centre, above_centre):
+        assert m.gaze_h_deg == pytest.approx(0.0, abs=0.01) and m.gaze_v_deg == pytest.approx(0.0, abs=0.01)
+    off = np.degrees(np.arctan(300 / (FOCAL_FACTOR * 1000)))
+    assert left_of_centre.camera_gaze_h_deg == pytest.approx(-off, abs=0.01)
+    assert left_of_centre.camera_gaze_v_deg == pytest.approx(0.0, abs=0.01)
+    off = np.degrees(np.arctan(300 / (FOCAL_FACTOR * 800)))
+    assert above_centre.camera_gaze_v_deg == pytest.approx(off, abs=0.01)
+    assert above_centre.camera_gaze_h_deg == pytest.approx(0.0, abs=0.01)
+    # the focal length is assumed: half of the off-axis angle joins the eye-in-head gaze's SD
+    assert above_centre.camera_gaze_v_sd_deg == pytest.approx(np.hypot(above_centre.gaze_v_sd_deg, off / 2), abs=0.01)
