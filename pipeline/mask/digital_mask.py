@@ -223,9 +223,9 @@ class DigitalMask:
                 fitted = checked(params, patient, self.renderer)
                 if self.strict:
                     self._independent_reading(fitted, render(fitted.params))
+                return self._stored(fitted.params, image, rgb).to_dict()
         except MaskingFailed as exc:
             return exc
-        return self._stored(fitted.params, image, rgb).to_dict()
 
     def _notes(self, fitted: Fitted, pixels: np.ndarray | None) -> dict[str, Any]:
         """The audit notes; with ``strict``, after the independent reading of the render ``pixels``."""

@@ -63,8 +63,8 @@ class FrameFitter(Protocol):
 
     def fit_many(self, frames: Iterable[np.ndarray], ds: Dataset, tracker: Any = None,
                  batch: int = ...) -> Iterator[Mapping[str, Any] | MaskingFailed]:
-        """Each frame's parameters, or the failure that refuses it, in order; ``batch`` frames fitted
-        together."""
+        """Each frame's parameters, or the failure that refuses it (any error of the masker's own becomes
+        one), in order; ``batch`` frames fitted together. An error of ``frames`` (the decoder) propagates."""
 
 
 def columns(sides: Iterable[str]) -> list[str]:
@@ -249,7 +249,7 @@ class ClipMasker:
                 fitted = self.masker.fit_many(chain([first], frames), ds, tracker)
             else:  # unrelated frames: each fitted alone, as a photo, without tracking
                 tracker, fitted = None, self.masker.fit_many(chain([first], frames), ds, batch=1)
-            source = self._avatar(_failing_closed(fitted, self.masker.name), tracker)
+            source = self._avatar(fitted, tracker)
         else:
             try:
                 result: MaskResult | MaskingFailed = mask_frame(self.masker, first, ds)
@@ -375,18 +375,6 @@ class _Resolver:
 
     def _drawn(self, last: np.ndarray, code: int) -> np.ndarray:
         return closed(last, self.layout[3]) if code == CLOSED else last
-
-
-def _failing_closed(fitted: Iterator[Mapping[str, Any] | MaskingFailed], name: str
-                    ) -> Iterator[Mapping[str, Any] | MaskingFailed]:
-    """A :class:`FrameFitter`'s stream, ended by a ``MaskingFailed`` if the masker fails otherwise (the
-    decoder's own ``Quarantined`` passes)."""
-    try:
-        yield from fitted
-    except Quarantined:
-        raise
-    except Exception as exc:  # a masker bug fails the clip closed, as mask_frame fails a frame
-        raise MaskingFailed(f"{type(exc).__name__} in masker {name}") from None
 
 
 def _top(reasons: Mapping[str, tuple[str, int]]) -> str:

@@ -203,6 +203,22 @@ def test_each_frame_is_rendered_once(face, masker, monkeypatch) -> None:
     assert masker.fit(face, Dataset()) == masker.mask(face, Dataset()).params
 
 
+def test_strict_fit_still_reads_the_render(grace_hopper) -> None:
+    """``fit`` renders nothing for the clip, except for strict's independent reading: same verdict as ``mask``."""
+    strict = DigitalMask(strict=True)
+
+    def code(call) -> str | None:  # type: ignore[no-untyped-def]
+        try:
+            call(grace_hopper, Dataset())
+        except MaskingFailed as exc:
+            return exc.code
+        return None
+
+    verdict = code(strict.mask)
+    print("strict verdict on grace_hopper:", verdict)
+    assert code(strict.fit) == verdict and verdict in (None, "fidelity")
+
+
 def test_batched_fits_match_single_fits_and_keep_failures_in_place(face, masker) -> None:
     frames = drifting(face, 6, seed=10)
     frames[2] = np.full_like(face, 128)
