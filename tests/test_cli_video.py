@@ -157,3 +157,20 @@ def test_a_folder_batch_finds_clips(masked_mp4) -> None:
     _, clip, out = masked_mp4
     found = collect_inputs([clip.parent], skip_names=(".params.json",))
     assert clip in found and out / "clip.mp4" in found
+
+
+def test_measure_video_takes_the_analysis_options(face, tmp_path) -> None:
+    """The options of ``measure`` reach a clip's frames as they reach a photo: a nearer fixation distance
+    adds exactly the extra convergence of fixating it to every frame's deviation."""
+    clip = write_mp4(tmp_path / "still.mp4", [face] * 6)
+    series = {}
+    for distance in (1000, 400):
+        report = tmp_path / f"m{distance}.json"
+        assert main(["measure", str(clip), "--json", str(report), "--no-progress",
+                     "--fixation-distance-mm", str(distance)]) == 0
+        (record,) = json.loads(report.read_text())
+        series[distance] = [f["deviation"]["horizontal_deg"] for f in record["series"] if f["status"] == "ok"]
+    assert len(series[1000]) == len(series[400]) >= 5
+    half = np.radians(analyse(face).measurements.binocular.convergence_deg / 2)  # atan(IPD / 2 / 1000 mm)
+    extra = 2 * np.degrees(np.arctan(np.tan(half) * 1000 / 400)) - 2 * np.degrees(half)
+    assert np.allclose(np.subtract(series[400], series[1000]), extra, atol=0.05)

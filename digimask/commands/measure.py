@@ -1,6 +1,8 @@
 """``digimask measure``: ocular measurements from face and external-eye photographs (images or DICOM)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import argparse
 import json
 import logging
@@ -51,24 +53,19 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.png:
         args.png.mkdir(parents=True, exist_ok=True)
+    options = AnalysisOptions(mode=args.mode, quality=QualityThresholds(multiple_faces=args.multiple_faces),
+                              geometry=args.geometry, fixation_distance_mm=args.fixation_distance_mm)
     records = []
     for path in tqdm(inputs, desc="measure", unit="image", disable=args.no_progress or len(inputs) < 2,
                      file=sys.stderr):
         record: dict = {"path": str(path)}
         if is_clip_file(path):  # videos and multi-frame DICOM: series and events (commands/measure_video.py)
-            options = AnalysisOptions(mode=args.mode, quality=QualityThresholds(multiple_faces=args.multiple_faces))
             records.append(measure_clip_file(path, options, progress=not args.no_progress))
             continue
         try:
             loaded = load(path)
-            options = AnalysisOptions(
-                mode=args.mode,
-                quality=QualityThresholds(multiple_faces=args.multiple_faces),
-                laterality=loaded.laterality,
-                geometry=args.geometry,
-                fixation_distance_mm=args.fixation_distance_mm,
-            )
-            result = analyse(loaded.image, pixel_spacing_mm=loaded.pixel_spacing_mm, options=options)
+            result = analyse(loaded.image, pixel_spacing_mm=loaded.pixel_spacing_mm,
+                             options=replace(options, laterality=loaded.laterality))
         except Quarantined as exc:
             record.update(status="rejected", reason=exc.reason, mode=None, eyes={}, head_pose=None)
         else:
