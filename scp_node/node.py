@@ -77,9 +77,6 @@ class Sender(threading.Thread):
         return len(items) if not self.down else 0
 
 
-PIPELINE_NICENESS = 10
-
-
 def run_pipeline(settings: Settings, stop: EventType, parent: int, verbose: bool = False) -> None:
     """The pipeline process: processing workers and one sender per destination, until ``stop``.
 
@@ -90,8 +87,6 @@ def run_pipeline(settings: Settings, stop: EventType, parent: int, verbose: bool
     # while it waits on ``stop``: the parent's Event.set() would then block for ever in notify()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # behind the SCP for the CPU: a modality waits for each acknowledgement, masking only takes longer
-    os.nice(PIPELINE_NICENESS)
     configure_logging(verbose)
     store = open_store(settings)
     local_stop = threading.Event()

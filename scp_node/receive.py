@@ -56,12 +56,14 @@ def handle_echo(event: Event) -> int:
 
 
 def handle_store(event: Event, store: Store, pseudo: Pseudonymizer, announce: Callable[[int], None] | None = None) -> int:
-    """Return Success only once the instance is fsynced in the inbox and committed in the database.
+    """Return Success only once the instance is durable in the inbox (file and name fsynced; its database
+    row is committed in the same group commit, or right after by the store's recorder on SQLite).
 
     Statuses: 0x0000 Success; 0x0122 SOP Class not supported; 0xA900 Data Set does not match SOP
     Class (no pixel data, or its length disagrees with the image attributes, or the SOP UIDs differ
     from the request's); 0xC210 Cannot understand (truncated or unreadable dataset, no SOP UIDs);
-    0xA700 Out of Resources (the node's disk or database failed: nothing was kept, the modality must retry).
+    0xA700 Out of Resources (the node's disk, or a PostgreSQL database, failed: nothing was kept, the
+    modality must retry).
     """
     request = event.request
     sop_class, sop_uid = str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID)
@@ -80,11 +82,9 @@ def handle_store(event: Event, store: Store, pseudo: Pseudonymizer, announce: Ca
         log.warning("refused instance %s from %s: %s (0x%04X)", pseudo_uid[-12:], calling, problem.reason, status)
         return status
     try:
-        iid = store.receive_file(path, pseudo_uid, sop_class, calling, called)
+        store.receive_file(path, pseudo_uid, sop_class, calling, called, announce)
     except Exception as exc:
         log.error("could not store an instance from %s (%s); replied Out of Resources", calling, failure(exc))
         return OUT_OF_RESOURCES
-    log.info("received instance %s (%s) from %s to %s", iid, pseudo_uid[-12:], calling, called)
-    if announce is not None:
-        announce(iid)
+    log.info("received instance %s from %s to %s", pseudo_uid[-12:], calling, called)
     return SUCCESS

@@ -14,14 +14,14 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from digimask.config.settings import Settings
 from digimask.storage import db
 from digimask.storage.files import inbox_aes, inbox_name, move_durable, new_name, sync_file, write_durable
-from digimask.storage.intake import GroupCommit, Received
+from digimask.storage.intake import GroupCommit, Received, Recorder
 from digimask.storage.models import Delivery, DrawnGeometry, Event, Instance, Send, State, utcnow
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import OperationalError
@@ -55,34 +55,47 @@ class ClaimedDelivery:
 class Store:
     def __init__(self, data_dir: Path, sessions: sessionmaker, node_id: str,
                  intake_sessions: sessionmaker | None = None) -> None:
-        """``intake_sessions``: the intake's rows may be committed without a WAL fsync (SQLite
-        ``synchronous=NORMAL``; see ``storage/intake.py`` for why that is durable); default ``sessions``."""
+        """``intake_sessions`` (SQLite): the intake's rows are written after Success by a
+        :class:`~digimask.storage.intake.Recorder` on these sessions (``synchronous=NORMAL``); without
+        them, in the group commit before Success. ``storage/intake.py`` says why both are durable."""
         self.data_dir = data_dir
         self.sessions = sessions
         self.intake_sessions = intake_sessions or sessions
         self.node_id = node_id
         for sub in ("inbox", "outbox", "quarantine", "incoming"):  # originals hold PHI: owner-only folders
             (data_dir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.intake = GroupCommit(data_dir / "inbox", self._record)
+        self.recorder = Recorder(self._record) if intake_sessions is not None else None
+        self.intake = GroupCommit(data_dir / "inbox", self.recorder.put if self.recorder else self._record)
 
     # -- intake -------------------------------------------------------------------------------------
     def receive(self, data: bytes, pseudo_uid: str, sop_class_uid: str, calling_ae: str, called_ae: str) -> int:
         """Persist one received instance (fsync) and record it; only then may the SCP say Success."""
         rel = Path("inbox") / inbox_name(calling_ae, called_ae)
         write_durable(self.data_dir / rel, data)
-        return self._record([Received(rel, pseudo_uid, sop_class_uid, calling_ae, called_ae)])[0]
+        try:
+            (iid,) = self._record([Received(rel, pseudo_uid, sop_class_uid, calling_ae, called_ae)])
+        except Exception:
+            (self.data_dir / rel).unlink(missing_ok=True)
+            raise
+        assert iid is not None
+        return iid
 
-    def receive_file(self, path: Path, pseudo_uid: str, sop_class_uid: str, calling_ae: str, called_ae: str) -> int:
+    def receive_file(self, path: Path, pseudo_uid: str, sop_class_uid: str, calling_ae: str, called_ae: str,
+                     announce: Callable[[int], None] | None = None) -> None:
         """As :meth:`receive`, for a file already written under :attr:`incoming` (renamed, not copied): its
-        bytes fsynced here, its name and row in a group commit with other associations' instances."""
+        bytes fsynced here, its name in a group commit with other associations' instances. Returns once
+        the instance is durable; its row (then ``announce(id)``) follows from the recorder on SQLite, or
+        is committed in the group commit."""
         sync_file(path)
         rel = Path("inbox") / inbox_name(calling_ae, called_ae)
         os.replace(path, self.data_dir / rel)
         try:
-            return self.intake.commit(Received(rel, pseudo_uid, sop_class_uid, calling_ae, called_ae))
+            iid = self.intake.commit(Received(rel, pseudo_uid, sop_class_uid, calling_ae, called_ae, announce))
         except Exception:
             (self.data_dir / rel).unlink(missing_ok=True)
             raise
+        if iid is not None and announce is not None:
+            announce(iid)
 
     @property
     def incoming(self) -> Path:
@@ -98,35 +111,31 @@ class Store:
             path.unlink(missing_ok=True)
         return len(stale)
 
-    def _record(self, batch: list[Received]) -> list[int]:
-        """The rows of a batch of received instances, in one transaction; on failure every file of the
-        batch is removed (none was acknowledged)."""
+    def _record(self, batch: list[Received]) -> list[int | None]:
+        """The rows of a batch of received instances, in one transaction; None for a file that has a row
+        already (``recover`` adopted it first)."""
         deadline = time.monotonic() + 30
         while True:
             try:
-                with self.intake_sessions.begin() as s:  # Core on the connection: the modality waits for this
+                with self.intake_sessions.begin() as s:  # Core on the connection, not the ORM: it is on the hot path
                     conn, now = s.connection(), utcnow()
-                    ids = [conn.execute(_INSERT_INSTANCE, {
+                    known = set(conn.execute(select(Instance.original_path).where(
+                        Instance.original_path.in_([str(r.rel) for r in batch]))).scalars())
+                    ids = [None if str(r.rel) in known else conn.execute(_INSERT_INSTANCE, {
                         "pseudo_uid": r.pseudo_uid, "sop_class_uid": r.sop_class_uid, "calling_ae": r.calling_ae,
                         "called_ae": r.called_ae, "state": State.RECEIVED.value, "original_path": str(r.rel),
                         "received_at": now, "updated_at": now}).scalar_one() for r in batch]
-                    conn.execute(_INSERT_EVENT, [{"instance_id": iid, "at": now, "state": State.RECEIVED.value,
-                                                  "detail": f"from {r.calling_ae}", "node_id": self.node_id}
-                                                 for iid, r in zip(ids, batch)])
+                    events = [{"instance_id": iid, "at": now, "state": State.RECEIVED.value,
+                               "detail": f"from {r.calling_ae}", "node_id": self.node_id}
+                              for iid, r in zip(ids, batch) if iid is not None]
+                    if events:
+                        conn.execute(_INSERT_EVENT, events)
                     return ids
             except OperationalError as exc:
                 if "locked" in str(exc) and time.monotonic() < deadline:
-                    time.sleep(0.0005)  # SQLite writer busy: retry soon (the modality is waiting)
+                    time.sleep(0.0005)  # SQLite writer busy: retry soon
                     continue
-                self._discard(batch)
                 raise
-            except Exception:
-                self._discard(batch)
-                raise
-
-    def _discard(self, batch: list[Received]) -> None:
-        for r in batch:
-            (self.data_dir / r.rel).unlink(missing_ok=True)
 
     # -- processing ---------------------------------------------------------------------------------
     def claim_instance(self, lease_s: float, only_id: int | None = None) -> Claimed | None:

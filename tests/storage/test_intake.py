@@ -3,6 +3,7 @@ power loss can roll back (storage/intake.py)."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -70,25 +71,60 @@ def test_intake_commits_skip_the_wal_fsync_other_commits_keep_it(tmp_path) -> No
         assert s.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL: processing, queue, audit
 
 
+def received(store, data: bytes, calling: str = "MODALITY/1", called: str = "DIGIMASK") -> int:  # type: ignore[no-untyped-def]
+    """An instance through the SCP's path; its ID once the recorder has written its row."""
+    store.incoming.mkdir(parents=True, exist_ok=True)
+    (store.incoming / "stream.dcm").write_bytes(data)
+    ids: list[int] = []
+    assert store.receive_file(store.incoming / "stream.dcm", "2.25.1", "1.2", calling, called, ids.append) is None
+    assert store.recorder.wait(10)
+    (iid,) = ids
+    return iid
+
+
 def test_received_file_is_renamed_with_its_ae_titles_and_recorded(tmp_path) -> None:
     store = store_for(tmp_path)
-    incoming = store.incoming
-    incoming.mkdir(parents=True, exist_ok=True)
-    (incoming / "stream.dcm").write_bytes(b"received")
-    iid = store.receive_file(incoming / "stream.dcm", "2.25.1", "1.2", "MODALITY/1", "DIGIMASK")
+    iid = received(store, b"received")
     inst = store.instance(iid)[0]
     path = store.data_dir / inst.original_path
-    assert path.read_bytes() == b"received" and not (incoming / "stream.dcm").exists()
+    assert path.read_bytes() == b"received" and not (store.incoming / "stream.dcm").exists()
     assert path.stat().st_mode & 0o077 == 0
     assert inbox_aes(path.name) == ("MODALITY/1", "DIGIMASK")
+    assert inst.state == State.RECEIVED and inst.calling_ae == "MODALITY/1"
+
+
+def test_success_does_not_wait_for_the_database_write_lock(tmp_path) -> None:
+    """The pipeline's commits hold SQLite's one write lock (each with an fsync): the instance is durable
+    without it, and its row follows once the lock is free."""
+    store = store_for(tmp_path)
+    store.incoming.mkdir(parents=True, exist_ok=True)
+    (store.incoming / "stream.dcm").write_bytes(b"durable first")
+    ids: list[int] = []
+    with store.sessions.begin() as s:
+        s.execute(text("UPDATE storage_instance SET reason = NULL"))  # takes the write lock and keeps it
+        started = time.monotonic()
+        store.receive_file(store.incoming / "stream.dcm", "2.25.1", "1.2", "CAMERA", "DIGIMASK", ids.append)
+        assert time.monotonic() - started < 1
+        assert not ids and len(list((store.data_dir / "inbox").iterdir())) == 1
+        threading.Event().wait(0.3)
+        assert not ids  # still waiting for the lock
+    assert store.recorder.wait(10) and len(ids) == 1 and store.instance(ids[0])[0].calling_ae == "CAMERA"
+
+
+def test_the_recorder_skips_a_file_recover_adopted_first(tmp_path) -> None:
+    store = store_for(tmp_path)
+    rel = Path("inbox") / inbox_name("CAMERA", "DIGIMASK")
+    (store.data_dir / rel).write_bytes(b"durable")
+    assert store.recover() == 1  # e.g. the pipeline process restarted while the row was on its way
+    ids: list[int] = []
+    store.recorder.put([Received(rel, "2.25.1", "1.2", "CAMERA", "DIGIMASK", ids.append)])
+    assert store.recorder.wait(10)
+    assert ids == [] and len(store.instances()) == 1  # one row for one file
 
 
 def test_a_row_a_power_loss_rolled_back_is_adopted_with_its_routing(tmp_path) -> None:
     store = store_for(tmp_path)
-    incoming = store.incoming
-    incoming.mkdir(parents=True, exist_ok=True)
-    (incoming / "stream.dcm").write_bytes(b"acknowledged")
-    iid = store.receive_file(incoming / "stream.dcm", "2.25.1", "1.2", "CAMERA", "DIGIMASK_EYES")
+    iid = received(store, b"acknowledged", "CAMERA", "DIGIMASK_EYES")
     with store.sessions.begin() as s:  # what a power loss can do to a synchronous=NORMAL commit
         s.execute(delete(Event).where(Event.instance_id == iid))  # the whole transaction: row and event
         s.execute(delete(Instance).where(Instance.id == iid))
