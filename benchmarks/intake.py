@@ -8,7 +8,8 @@ once, where the node's group commit shares one folder fsync and one transaction 
 plus the node's end-to-end rate (received, de-identified, masked and forwarded to a storescp), all on
 127.0.0.1. Orthanc runs with its defaults (1.10: ``SyncStorageArea`` true, an fdatasync per stored file,
 no folder fsync; its SQLite index in WAL with ``synchronous=NORMAL``), the node with its own (an fsync per
-file, one folder fsync per batch, the intake rows with ``synchronous=NORMAL``; docs/measurements.md).
+file, one folder fsync per batch, the rows written right after Success with ``synchronous=NORMAL``;
+docs/durability.md).
 Usage: .venv/bin/python benchmarks/intake.py [N] [SIDE_PX] [K]
 """
 from __future__ import annotations
