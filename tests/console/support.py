@@ -9,7 +9,7 @@ from pathlib import Path
 import dicom_factory as f
 import httpx
 import pytest
-from peers import NodeProcess, free_port, node_config, wait_port
+from peers import NodeProcess, free_port, node_config, storescu, wait_port
 
 from digimask.cli import main
 
@@ -81,3 +81,15 @@ def start(config: Path, port: int, cport: int) -> Console:
     node = NodeProcess(config, port).start()
     wait_port(cport, 30)
     return Console(node, f"http://127.0.0.1:{cport}", config)
+
+
+def masked_held(image, start_console, tmp_path: Path, monkeypatch, capsys, user: str = "vera") -> tuple[Console, list[Path]]:
+    """A node with the digital mask whose destination never answers (so the masked output stays held), a
+    viewer ``user``, and ``image`` sent to it by DCMTK storescu as an OP instance; the console and the file sent."""
+    sent = [f.save(f.op8("overlay patient", image), tmp_path / "face.dcm")]
+    config, port, cport = console_config(tmp_path / "node", 9)  # nothing listens on port 9
+    config.write_text(config.read_text().replace('masker = "blank"', 'masker = "digital_mask"'))
+    add_user(config, user, "viewer", monkeypatch, capsys)
+    console = start_console(config, port, cport)
+    assert storescu(port, sent).returncode == 0
+    return console, sent

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dicom_factory as f
 import pytest
-from console.support import PASSWORD, ROUTE_NONE, add_user, console_config, phi_of
+from console.support import PASSWORD, ROUTE_NONE, add_user, console_config, masked_held, phi_of
 from peers import Orthanc, storescu, wait_for
 
 pytestmark = pytest.mark.peers
@@ -127,12 +127,7 @@ def test_drawn_geometry_over_the_mask(browser, astronaut, start_console, tmp_pat
     from selenium.webdriver.common.by import By
 
     SHOTS.mkdir(parents=True, exist_ok=True)
-    sent = [f.save(f.op8("overlay patient", astronaut), tmp_path / "face.dcm")]
-    config, port, cport = console_config(tmp_path / "node", 9)  # nothing listens: the masked output stays held
-    config.write_text(config.read_text().replace('masker = "blank"', 'masker = "digital_mask"'))
-    add_user(config, "vera", "viewer", monkeypatch, capsys)
-    console = start_console(config, port, cport)
-    assert storescu(port, sent).returncode == 0
+    console, sent = masked_held(astronaut, start_console, tmp_path, monkeypatch, capsys)
     browser.get(console.url)
     sign_in(browser, By, "vera")
 

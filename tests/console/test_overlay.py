@@ -8,9 +8,9 @@ import xml.etree.ElementTree as ET
 import dicom_factory as f
 import numpy as np
 import pytest
-from console.support import add_user, console_config, phi_of
+from console.support import masked_held, phi_of
 from digimask.pipeline.mask.overlay import LID_POINTS, drawn_geometry
-from peers import storescu, wait_for
+from peers import wait_for
 from PIL import Image
 
 pytestmark = pytest.mark.peers
@@ -18,12 +18,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 
 def test_overlay_of_the_drawn_geometry(astronaut, start_console, tmp_path, monkeypatch, capsys) -> None:
-    sent = [f.save(f.op8("overlay patient", astronaut), tmp_path / "face.dcm")]
-    config, port, cport = console_config(tmp_path / "node", 9)  # nothing listens: the masked output stays held
-    config.write_text(config.read_text().replace('masker = "blank"', 'masker = "digital_mask"'))
-    add_user(config, "vera", "viewer", monkeypatch, capsys)
-    console = start_console(config, port, cport)
-    assert storescu(port, sent).returncode == 0
+    console, sent = masked_held(astronaut, start_console, tmp_path, monkeypatch, capsys)
     viewer = console.login("vera")
     (inst,) = wait_for(lambda: [i for i in viewer.get("/api/v1/instances").json() if i["masked_available"]], 180,
                        "the masked output")
