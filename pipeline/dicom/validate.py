@@ -20,6 +20,7 @@ from digimask.pipeline.errors import Quarantined
 from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.pixels.utils import get_expected_length
 from pydicom.sequence import Sequence
 
@@ -131,6 +132,7 @@ def complete_output(ds: Dataset) -> None:
         _check_items(ds, (), _Rules.of(sop_class), {f"{t:08X}": ty for t, ty in iod_types(sop_class).items()}, problems)
     except Exception as exc:  # a value pydicom cannot convert: the output is not valid either
         problems.append(f"unreadable attribute ({type(exc).__name__})")
+    problems += _absent_frame_pointers(ds)
     if problems:
         raise Quarantined(f"output fails its IOD's rules: {'; '.join(problems[:4])}"
                           + (f" (+{len(problems) - 4} more)" if len(problems) > 4 else ""))
@@ -221,6 +223,17 @@ def _enumerated(value: object, allowed: list[str], vr: str) -> bool:
         except ValueError:
             return False
     return str(value).strip() in allowed
+
+
+def _absent_frame_pointers(ds: Dataset) -> list[str]:
+    """Frame Increment Pointer (PS3.3 C.7.6.6) names the attribute(s) that step through the frames: each
+    must be in the dataset (dciodvfy: "value is not present in dataset")."""
+    if "FrameIncrementPointer" not in ds or ds["FrameIncrementPointer"].VR != "AT":
+        return []
+    value = ds["FrameIncrementPointer"].value
+    pointers = value if isinstance(value, (list, tuple, MultiValue)) else [value]
+    return [f"FrameIncrementPointer points at {_name(int(t))}, which is absent" for t in pointers
+            if t is not None and int(t) not in ds]
 
 
 def _number(text: str) -> int | None:

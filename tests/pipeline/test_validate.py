@@ -120,3 +120,20 @@ def test_valid_outputs_of_every_forwarded_iod_pass_and_validate(processor, astro
         out = processor.process(ds, route=False).dataset
         complete_output(out)
         assert _checked(out, tmp_path, name) == [], name
+
+
+def test_a_frame_increment_pointer_to_an_absent_attribute_quarantines(processor, astronaut, tmp_path) -> None:
+    """An output whose FrameIncrementPointer names FrameTime, which it lacks (seen in the fault harness's
+    fuzzed outputs): dciodvfy rejects it, so the check quarantines it, naming both; pointing at an
+    attribute that is there, it passes."""
+    require("dciodvfy")
+    ds = f.op8("v", astronaut[:64, :64])
+    ds.NumberOfFrames, ds.FrameIncrementPointer = 1, 0x00181063
+    out = processor.process(ds, route=False).dataset
+    if "FrameTime" in out:
+        del out.FrameTime
+    assert any("FrameIncrementPointer" in e for e in _checked(out, tmp_path, "pointer"))
+    with pytest.raises(Quarantined, match=r"FrameIncrementPointer points at FrameTime, which is absent"):
+        complete_output(out)
+    out.FrameIncrementPointer = 0x00280008  # NumberOfFrames, as multi-frame SC writes it: present
+    complete_output(out)
