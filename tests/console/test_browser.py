@@ -39,6 +39,7 @@ def browser():  # type: ignore[no-untyped-def]
 
 def test_sign_in_quarantine_release_delivered(browser, small_face, start_console, tmp_path, monkeypatch, capsys) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     sent = [f.save(f.op8("browser patient", small_face, 1), tmp_path / "in.dcm")]
@@ -60,7 +61,8 @@ def test_sign_in_quarantine_release_delivered(browser, small_face, start_console
         browser.find_element(By.ID, "name").send_keys("otto")  # first a wrong password
         browser.find_element(By.ID, "password").send_keys("wrong password")
         browser.find_element(By.ID, "signin").click()
-        assert "Wrong user name or password" in browser.page_source
+        # the form posts and the answer loads as a new page: wait for it, not for the click to return
+        WebDriverWait(browser, 15).until(lambda b: "Wrong user name or password" in b.page_source)
         shot("1-login-refused")
         sign_in(browser, By, "otto")
         assert "otto (operator)" in browser.page_source
