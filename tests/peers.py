@@ -179,5 +179,5 @@ def storescu(port: int, files: Iterable[Path], aet: str = "STORESCU", extra: Ite
 
 
 def dciodvfy_errors(path: Path) -> list[str]:
-    r = subprocess.run(["dciodvfy", "-new", str(path)], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(["dciodvfy", "-new", str(path)], capture_output=True, text=True, errors="replace", timeout=60)
     return [line for line in (r.stdout + r.stderr).splitlines() if line.startswith("Error")]

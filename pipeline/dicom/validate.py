@@ -17,6 +17,7 @@ from pathlib import Path
 import pydicom
 from digimask.pipeline.deid.profile import iod_required, iod_types
 from digimask.pipeline.errors import Quarantined
+from pydicom.charset import convert_encodings, default_encoding
 from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
@@ -108,7 +109,8 @@ def complete_output(ds: Dataset) -> None:
     (the node may write those), at the top level of the mandatory modules and inside sequence items, and
     raise :class:`Quarantined` naming the Type 1 attributes that are missing or empty, and any attribute
     that breaks the generated rules (``iod_rules.json``: item Types, the Code Sequence Macro, Enumerated
-    Values, VRs). SOP classes without a generated table are not checked here."""
+    Values, VRs) or holds characters outside its character repertoire (PS3.5 6.1). SOP classes without a
+    generated table are not checked here."""
     sop_class = str(ds.get("SOPClassUID", ""))
     types = iod_required(sop_class)
     missing = []
@@ -129,7 +131,8 @@ def complete_output(ds: Dataset) -> None:
         return
     problems: list[str] = []
     try:
-        _check_items(ds, (), _Rules.of(sop_class), {f"{t:08X}": ty for t, ty in iod_types(sop_class).items()}, problems)
+        _check_items(ds, (), _Rules.of(sop_class), {f"{t:08X}": ty for t, ty in iod_types(sop_class).items()},
+                     _repertoire(ds, ("ascii",)), problems)
     except Exception as exc:  # a value pydicom cannot convert: the output is not valid either
         problems.append(f"unreadable attribute ({type(exc).__name__})")
     problems += _absent_frame_pointers(ds)
@@ -162,10 +165,12 @@ _CODE_VALUES = ("00080100", "00080119", "00080120")  # Code Value, Long Code Val
 _NUMERIC_VRS = {"US", "SS", "UL", "SL", "UV", "SV", "IS"}
 
 
-def _check_items(ds: Dataset, path: tuple[str, ...], rules: _Rules, types: dict[str, str], problems: list[str]) -> None:
+def _check_items(ds: Dataset, path: tuple[str, ...], rules: _Rules, types: dict[str, str],
+                 encodings: tuple[str, ...], problems: list[str]) -> None:
     """Every attribute of ``ds`` (the output, or an item at ``path``): the VR the standard gives it, not
-    empty if its Type is 1 or 1C, its Enumerated Values; every item of its sequences: the item's Type 1
-    attributes present and not empty (Type 2 added empty), and the Code Sequence Macro's conditions."""
+    empty if its Type is 1 or 1C, its Enumerated Values, its characters in the repertoire of ``encodings``;
+    every item of its sequences: the item's Type 1 attributes present and not empty (Type 2 added empty),
+    and the Code Sequence Macro's conditions."""
     for elem in ds:
         tag = int(elem.tag)
         if elem.tag.is_private or tag & 0xFFFF == 0:
@@ -180,12 +185,56 @@ def _check_items(ds: Dataset, path: tuple[str, ...], rules: _Rules, types: dict[
         if types.get(key) in ("1", "1C") and elem.is_empty:
             problems.append(f"{where} is empty (Type {types[key]})")
         _check_enums(elem, rules.enums.get("/".join([*path, key]), ()), where, problems)
+        if not _in_repertoire(elem, encodings):
+            problems.append(f"{where} holds characters outside its repertoire"
+                            f" ({'default' if encodings == ('ascii',) else 'SpecificCharacterSet'})")
         if elem.VR == "SQ":
             inner = (*path, key)
             item_types = rules.items.get("/".join(inner), {})
             for item in elem.value:
                 _check_item(item, item_types, where, problems)
-                _check_items(item, inner, rules, item_types, problems)
+                _check_items(item, inner, rules, item_types, _repertoire(item, encodings), problems)
+
+
+_TEXT_VRS = {"SH", "LO", "ST", "LT", "UT", "UC", "PN"}  # PS3.5 6.1.2.3: the only VRs SpecificCharacterSet extends
+_DEFAULT_ONLY_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"}
+
+
+def _repertoire(ds: Dataset, inherited: tuple[str, ...]) -> tuple[str, ...]:
+    """Python codecs of the repertoire that ``ds`` (the output, or an item that may declare its own)
+    declares; the default repertoire (ISO-IR 6) is ASCII, where pydicom reads it leniently as Latin-1."""
+    if "SpecificCharacterSet" not in ds:
+        return inherited
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        codecs = convert_encodings(ds.SpecificCharacterSet or None)
+    return tuple("ascii" if c == default_encoding else c for c in codecs)
+
+
+def _in_repertoire(elem: DataElement, encodings: tuple[str, ...]) -> bool:
+    """Whether every character of a string value can be written in ``encodings`` (text VRs; with code
+    extensions any one of them per character) or in ASCII (the VRs whose repertoire is always the default).
+    pydicom would otherwise write such a value as Latin-1 bytes, or as replacement characters."""
+    if elem.VR in _TEXT_VRS:
+        allowed = encodings
+    elif elem.VR in _DEFAULT_ONLY_VRS:
+        allowed = ("ascii",)
+    else:
+        return True
+    if elem.is_empty:
+        return True
+    values = elem.value if isinstance(elem.value, (list, MultiValue)) else [elem.value]
+    return all(_encodable(ch, allowed) for v in values if not isinstance(v, bytes) for ch in str(v) if not ch.isascii())
+
+
+def _encodable(char: str, codecs: tuple[str, ...]) -> bool:
+    for codec in codecs:
+        try:
+            char.encode(codec)
+            return True
+        except (UnicodeError, LookupError):
+            continue
+    return False
 
 
 def _check_item(item: Dataset, item_types: dict[str, str], where: str, problems: list[str]) -> None:

@@ -137,3 +137,32 @@ def test_a_frame_increment_pointer_to_an_absent_attribute_quarantines(processor,
         complete_output(out)
     out.FrameIncrementPointer = 0x00280008  # NumberOfFrames, as multi-frame SC writes it: present
     complete_output(out)
+
+
+@pytest.mark.parametrize("charset, value, valid, dciodvfy_sees", [
+    (None, "Caf\xe9", False, True),  # a Latin-1 byte with no SpecificCharacterSet (seen in the fault harness)
+    ("ISO_IR 100", "Caf\xe9", True, True),
+    (None, "\u5c71\u7530", False, False),  # pydicom would write "??": data lost without a word
+    ("ISO_IR 192", "\u5c71\u7530", True, True),
+    (None, "Cafe", True, True),
+])
+def test_text_outside_its_character_repertoire_quarantines(processor, astronaut, tmp_path, charset, value, valid,
+                                                           dciodvfy_sees) -> None:
+    """Manufacturer (LO, kept by the profile) outside the repertoire the output declares: quarantined naming
+    it. Where the value is Latin-1 without a declared character set, dciodvfy rejects the output as well."""
+    require("dciodvfy")
+    ds = f.op8("c", astronaut[:64, :64])
+    ds.Manufacturer = value
+    del ds.SpecificCharacterSet
+    if charset:
+        ds.SpecificCharacterSet = charset
+    out = processor.process(ds, route=False).dataset
+    assert out.Manufacturer == value
+    if valid:
+        complete_output(out)
+        assert _checked(out, tmp_path, "text") == []
+        return
+    with pytest.raises(Quarantined, match=r"Manufacturer holds characters outside its repertoire \(default\)"):
+        complete_output(out)
+    if dciodvfy_sees:
+        assert any("Manufacturer" in e and "character repertoire" in e for e in _checked(out, tmp_path, "text"))
