@@ -261,15 +261,22 @@ def eyeball_mesh(iris_radius_mm: float, rings: int = 28,
     uv = np.c_[0.5 + r.ravel() * np.cos(p.ravel()), 0.5 - r.ravel() * np.sin(p.ravel())]
     dirs = np.r_[[[0.0, 0.0, 1.0]], dirs]
     uv = np.r_[[[0.5, 0.5]], uv]
-    faces = []
-    for j in range(segments):  # pole fan
-        faces.append((0, 1 + j, 1 + (j + 1) % segments))
-    for i in range(len(thetas) - 2):
-        a0, b0 = 1 + i * segments, 1 + (i + 1) * segments
-        for j in range(segments):
-            j1 = (j + 1) % segments
-            faces += [(a0 + j, b0 + j, b0 + j1), (a0 + j, b0 + j1, a0 + j1)]
-    return dirs.astype(np.float32), np.array(faces, np.int32), uv.astype(np.float32)
+    return dirs.astype(np.float32), _sphere_faces(rings, segments), uv.astype(np.float32)
+
+
+@lru_cache(maxsize=4)
+def _sphere_faces(rings: int, segments: int) -> np.ndarray:
+    """The eyeball's triangles (the same for every iris size; a clip's every frame has its own size): a
+    fan around the pole, then two per quad between consecutive rings."""
+    j = np.arange(segments)
+    j1 = (j + 1) % segments
+    fan = np.stack([np.zeros_like(j), 1 + j, 1 + j1], axis=1)
+    a = 1 + np.arange(rings - 1)[:, None] * segments  # each ring's first vertex
+    b = a + segments
+    quads = np.stack([np.stack([a + j, b + j, b + j1], axis=-1), np.stack([a + j, b + j1, a + j1], axis=-1)], axis=2)
+    faces = np.vstack([fan, quads.reshape(-1, 3)]).astype(np.int32)
+    faces.flags.writeable = False
+    return faces
 
 
 @lru_cache(maxsize=1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from digimask.pipeline.eyes.landmarks import (
+    _IRIS_GRAPH,
+    IRIS_MODEL_INPUT,
     EyeLandmarks,
     FaceAlignmentBackend,
     detect_face_boxes,
@@ -66,6 +68,51 @@ def test_iris_model_agrees_with_facemesh(astronaut: np.ndarray, astronaut_eyes: 
         assert np.linalg.norm(found.iris_center - eye.iris_center) < 0.1 * eye.width
         assert found.iris_radius == pytest.approx(eye.iris_radius, rel=0.2)
 
+
+_LANDMARK_NODES = """
+node {
+  calculator: "TensorsToLandmarksCalculator"
+  input_stream: "TENSORS:eye_tensor"
+  output_stream: "NORM_LANDMARKS:eye"
+  options { [mediapipe.TensorsToLandmarksCalculatorOptions.ext] {
+    num_landmarks: 71 input_image_width: 64 input_image_height: 64 } }
+}
+node {
+  calculator: "TensorsToLandmarksCalculator"
+  input_stream: "TENSORS:iris_tensor"
+  output_stream: "NORM_LANDMARKS:iris"
+  options { [mediapipe.TensorsToLandmarksCalculatorOptions.ext] {
+    num_landmarks: 5 input_image_width: 64 input_image_height: 64 } }
+}
+"""
+
+
+def test_iris_model_reads_the_points_mediapipes_landmark_calculator_gives(
+        astronaut: np.ndarray, astronaut_eyes: dict[str, EyeLandmarks]) -> None:
+    """The model's raw outputs become points as MediaPipe's TensorsToLandmarksCalculator makes them
+    (the iris model's own graph), bit for bit, on crops of a real face at several sizes and turns."""
+    from mediapipe.python import packet_creator, packet_getter
+    from mediapipe.python._framework_bindings import calculator_graph, image_frame
+
+    model = iris_model()  # (sets MediaPipe's resource folder, where the graph finds the model)
+    crops = [eye_crop(astronaut, (eye.lateral_canthus + eye.medial_canthus) / 2, f * eye.width, angle,
+                      mirrored, IRIS_MODEL_INPUT)[0]
+             for eye in astronaut_eyes.values() for f in (1.9, 2.5) for angle in (0.0, 0.2) for mirrored in (False, True)]
+    graph = calculator_graph.CalculatorGraph(
+        graph_config=_IRIS_GRAPH[:_IRIS_GRAPH.index('node { calculator: "TensorsToFloatsCalculator"')] + _LANDMARK_NODES)
+    out: dict[tuple[str, int], np.ndarray] = {}
+    for stream in ("eye", "iris"):
+        graph.observe_output_stream(stream, lambda s, p: out.__setitem__(
+            (s, p.timestamp.value), np.array([(q.x, q.y) for q in packet_getter.get_proto(p).landmark])))
+    graph.start_run()
+    for t, crop in enumerate(crops):
+        frame = packet_creator.create_image_frame(image_format=image_frame.ImageFormat.SRGB, data=crop)
+        graph.add_packet_to_input_stream("image", frame.at(t))
+    graph.wait_until_idle()
+    graph.close()
+    for t, (eye, iris) in enumerate(model._infer(crops)):
+        np.testing.assert_array_equal(eye, out[("eye", t)])
+        np.testing.assert_array_equal(iris, out[("iris", t)])
 
 def test_refined_eye_is_mirror_symmetric(grace_hopper: np.ndarray) -> None:
     """Averaging plain and mirrored crops: a flipped image gives the flipped landmarks."""

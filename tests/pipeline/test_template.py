@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from digimask.pipeline.mask import template
 
 
@@ -39,6 +40,18 @@ def test_eyeball_mesh_has_exact_limbus_ring():
     np.testing.assert_allclose(np.linalg.norm(dirs, axis=1), 1.0, atol=1e-6)
     assert faces.max() < len(dirs) and uv.min() >= 0 and uv.max() <= 1
 
+
+
+@pytest.mark.parametrize("radius", [5.1, 5.85, 6.3])
+def test_eyeball_mesh_is_one_outward_surface_open_only_at_its_back(radius: float):
+    dirs, faces, _ = template.eyeball_mesh(radius)
+    tri = dirs[faces]
+    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    assert ((normals * tri.mean(axis=1)).sum(axis=1) > 0).all()  # every triangle faces out
+    edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
+    _, uses = np.unique(edges, axis=0, return_counts=True)
+    assert uses.max() == 2 and (uses == 1).sum() == 64  # no gap or overlap but the last ring's rim
+    np.testing.assert_array_equal(faces, template.eyeball_mesh(5.85)[1])  # one topology for every iris size
 
 def test_textures_are_painted_and_deterministic():
     tpl = template.load()
