@@ -83,6 +83,9 @@ class Node(_Strict):
     acse_timeout_s: float = Field(30, gt=0)
     dimse_timeout_s: float = Field(60, gt=0)
     network_timeout_s: float = Field(60, gt=0)
+    # how often an association's two threads wake when nothing arrives, to check their timers; a C-STORE
+    # never waits for it (scp_node/acceptor.py). pynetdicom's own reactors poll every 1 ms
+    association_poll_s: float = Field(0.2, gt=0, le=1)
     tls: TLS | None = None
 
     @property

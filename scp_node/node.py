@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from digimask.config.settings import IDENTIFIABLE_MASKERS, Destination, KeyFileError, Settings
 from digimask.pipeline.deid.pseudonym import Pseudonymizer
+from digimask.scp_node.acceptor import request_handler
 from digimask.scp_node.contexts import scp_contexts
 from digimask.scp_node.forward import echo, send_batch, set_nodelay, settle
 from digimask.scp_node.logs import configure as configure_logging
@@ -240,7 +241,7 @@ class DigimaskNode:
         ssl_ctx = server_context(s.node.tls) if s.node.tls else None
         server_class = _allow_list_server(frozenset(s.node.allowed_ips)) if s.node.allowed_ips else ThreadedAssociationServer
         server = ae.make_server((s.node.host, s.node.port), evt_handlers=handlers, ssl_context=ssl_ctx,
-                                server_class=server_class)
+                                server_class=server_class, request_handler=request_handler(s.node.association_poll_s))
         ae._servers.append(server)  # as AE.start_server does, so that server.shutdown() finds it
         threading.Thread(target=server.serve_forever, name="scp", daemon=True).start()
         return server

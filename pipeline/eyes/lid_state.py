@@ -1,0 +1,29 @@
+"""Which frames of a clip have their lids shut: one rule for the measurement and for the mask's drawing.
+
+The landmark models read shut lids as a narrow opening (on ``WolfgangLanger_Pexels.mp4`` 3-5 mm where a
+3 s closure has the lids together, docs/video.md), so the fissure height alone does not tell a shut eye
+from a squint. Within a clip the person is the same and the scale the same: a frame is shut when the
+analysis says every visible eye is closed, or when its mean fissure height is below
+:data:`CLOSED_FRACTION` of the clip's median over its measured frames (a lid that has not quite met, as
+the models read it).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+CLOSED_FRACTION = 0.5
+
+
+def shut_frames(heights_mm: Sequence[float], closed: Sequence[bool]) -> np.ndarray:
+    """Per frame: shut or not. ``heights_mm``: each frame's mean fissure height over its measured eyes
+    (NaN where the frame was not measured: never shut by height); ``closed``: the analysis's own verdict
+    that every visible eye of the frame is closed."""
+    heights = np.asarray(heights_mm, np.float64)
+    measured = heights[np.isfinite(heights)]
+    shut = np.asarray(closed, bool).copy()
+    if measured.size:
+        with np.errstate(invalid="ignore"):
+            shut |= heights < CLOSED_FRACTION * float(np.median(measured))
+    return shut
