@@ -8,7 +8,7 @@ quote header values or pixels (no PHI). A masking failure also carries a machine
 """
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 FailureCode = Literal[
     "unsupported_image",  # not pixels the masker reads
@@ -38,20 +38,24 @@ class Quarantined(Exception):
 
 
 class MaskingFailed(Quarantined):
-    """The masker could not produce a safe image; ``code`` says why, for machines."""
+    """The masker could not produce a safe image; ``code`` says why, for machines. ``measurements``: the
+    analysis' figures (mm and degrees, no pixel positions) when the analysis succeeded and a later step
+    refused the frame (a clip's lid rule still reads them)."""
 
-    def __init__(self, reason: str, code: FailureCode = "masker_error") -> None:
+    def __init__(self, reason: str, code: FailureCode = "masker_error",
+                 measurements: dict[str, Any] | None = None) -> None:
         if code not in get_args(FailureCode):
             raise ValueError(f"unknown failure code {code!r}")
         super().__init__(reason)
         self.code = code
+        self.measurements = measurements
 
     def __reduce__(self):  # pickled across worker processes: keep the code
-        return type(self), (self.reason, self.code)
+        return type(self), (self.reason, self.code, self.measurements)
 
 
 class Rejected(MaskingFailed):
     """The image fails a quality gate of the analysis."""
 
-    def __init__(self, reason: str, code: FailureCode) -> None:
-        super().__init__(reason, code)
+    def __init__(self, reason: str, code: FailureCode, measurements: dict[str, Any] | None = None) -> None:
+        super().__init__(reason, code, measurements)

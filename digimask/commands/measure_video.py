@@ -4,9 +4,9 @@ Every frame is analysed as a photo is (``pipeline/eyes/analyse.py``). The record
 (per eye MRD1, MRD2, fissure height, gaze; the deviation between the eyes; the lid state) and two kinds of
 events:
 
-- **blinks**: runs of frames whose lids are closed: the analysis refuses them as "eyes closed", or the mean
-  fissure height is below :data:`CLOSED_FRACTION` of the clip's median (a lid that has not quite met);
-  each with its start and duration.
+- **blinks**: runs of frames whose lids are closed: the analysis refuses them as "eyes closed", or
+  :func:`~digimask.pipeline.eyes.lid_state.shut_frames` finds them shut (the rule the mask draws by); each
+  with its start and duration.
 - **nystagmus indicator**: the dominant frequency and amplitude of the horizontal gaze trace (mean of the
   eyes, gaps interpolated, linear trend removed) between :data:`NYSTAGMUS_BAND_HZ`; ``present`` when the
   amplitude is at least :data:`NYSTAGMUS_MIN_DEG` and that frequency holds at least
@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-CLOSED_FRACTION = 0.5
 MAX_BLINK_S = 1.0  # a longer closure is reported as a closure, not a blink
 NYSTAGMUS_BAND_HZ = (1.0, 15.0)
 NYSTAGMUS_MIN_DEG = 1.0
@@ -127,17 +126,19 @@ def _series(frames: Iterable[np.ndarray], rate_hz: float | None, options) -> Ite
 
 def _lid_states(series: list[dict[str, Any]]) -> None:
     """Each frame's ``lid``: open, closed or unknown (face or eye lost)."""
-    heights = [np.mean([e["fissure_height_mm"] for e in f["eyes"].values()]) for f in series if f["status"] == "ok"]
-    median = float(np.median(heights)) if heights else 0.0
-    for f in series:
+    from digimask.pipeline.eyes.lid_state import shut_frames
+
+    ok = [f["status"] == "ok" for f in series]
+    heights = [np.mean([e["fissure_height_mm"] for e in f["eyes"].values()]) if good else np.nan
+               for f, good in zip(series, ok)]
+    shut = shut_frames(heights, [good and all(e["closed"] for e in f["eyes"].values()) for f, good in zip(series, ok)])
+    for f, good, is_shut in zip(series, ok, shut):
         if f["status"] == "closed":
             f["lid"] = "closed"
-        elif f["status"] != "ok":
+        elif not good:
             f["lid"] = "unknown"
         else:
-            height = np.mean([e["fissure_height_mm"] for e in f["eyes"].values()])
-            shut = all(e["closed"] for e in f["eyes"].values()) or height < CLOSED_FRACTION * median
-            f["lid"] = "closed" if shut else "open"
+            f["lid"] = "closed" if is_shut else "open"
 
 
 def blinks(series: list[dict[str, Any]], rate_hz: float) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from digimask.pipeline.imaging import luminance
 from digimask.pipeline.mask.drawn import DrawnCheck, check_drawn
 from digimask.pipeline.mask.fit import fit, fit_batch
 from digimask.pipeline.mask.maskers import MaskResult
-from digimask.pipeline.mask.params import AvatarParams
+from digimask.pipeline.mask.params import AvatarParams, clean_measurements
 from digimask.pipeline.mask.render import render
 
 
@@ -225,6 +225,7 @@ class DigitalMask:
                     self._independent_reading(fitted, render(fitted.params))
                 return self._stored(fitted.params, image, rgb).to_dict()
         except MaskingFailed as exc:
+            exc.measurements = clean_measurements(patient.measurements.to_dict())
             return exc
 
     def _notes(self, fitted: Fitted, pixels: np.ndarray | None) -> dict[str, Any]:

@@ -13,13 +13,17 @@ the DIGIMASK block stores (:class:`~digimask.pipeline.dicom.private_block.FrameA
 re-creates every frame bit-exactly.
 
 A frame whose eyes are closed (the analysis refuses it with code ``eyes_closed``) is drawn from the nearest open frame
-with both lids shut (:data:`CLOSED`): blinks stay in the mask. A frame where the face or an eye is lost
+with both lids shut (:data:`CLOSED`), and so is a frame the analysis measured (fitted, or held where the fit
+was refused) that the clip's lid rule finds shut
+(:func:`~digimask.pipeline.eyes.lid_state.shut_frames`, the rule ``digimask measure`` counts blinks by: the
+landmark models read shut lids as a narrow opening): blinks and closures stay in the mask. A frame where the face or an eye is lost
 holds the last good parameters (:data:`HELD`) for at most ``hold_s``; a longer loss, or more than
 ``max_lost_fraction`` of the clip, quarantines the instance. No output frame is ever an input frame:
 every frame is rendered from parameters.
 
-Memory stays flat: frames are consumed and produced one at a time, with only the filter's window of
-parameter vectors (and the frames waiting for a first good frame, as vectors) kept.
+Memory stays flat: frames are consumed one at a time and fitted (the first pass), then rendered one at a
+time from the parameters (the second); only the parameter vectors are kept (36 numbers a frame, 2.6 MB for
+18,000 frames), which the block stores anyway and the lid rule needs whole (its median is the clip's).
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ from digimask.config.settings import Video
 from digimask.pipeline.dicom.private_block import FrameArray
 from digimask.pipeline.errors import MaskingFailed, Quarantined
 from digimask.pipeline.eyes.landmarks import SIDES
+from digimask.pipeline.eyes.lid_state import shut_frames
 from digimask.pipeline.mask.maskers import MaskResult, PixelMasker, mask_frame
 from digimask.pipeline.mask.params import SCHEMA as PARAMS_SCHEMA
 from pydicom.dataset import Dataset
@@ -219,7 +224,8 @@ class ClipMasker:
     without timing): then each frame is masked on its own, unsmoothed, and any frame that cannot be masked
     (closed eyes included) fails the instance, as a photo would.
     ``total``: the clip's frame count when known (the lost-fraction rule then stops early).
-    ``progress``: called with the number of frames produced so far.
+    ``progress``: called with the number of frames done so far: fitted (a masker with avatar parameters,
+    whose frames are then rendered in a second, cheaper pass) or produced (any other).
     """
 
     def __init__(self, masker: PixelMasker, options: Video, rate_hz: float | None, total: int | None = None,
@@ -259,17 +265,18 @@ class ClipMasker:
                 source = self._stateless(result, frames, ds)  # a masker without avatar parameters (blank, ...)
             else:
                 source = self._avatar(self._masked_params(result, frames, ds))
-        for produced, pixels in enumerate(source, 1):
-            if self.progress:
-                self.progress(produced)
-            yield pixels
+        yield from source
 
     def _stateless(self, result: MaskResult, frames: Iterator[np.ndarray], ds: Dataset) -> Iterator[np.ndarray]:
         yield result.pixels
         n = 1
         for frame in frames:
+            if self.progress:
+                self.progress(n)
             yield mask_frame(self.masker, frame, ds).pixels
             n += 1
+        if self.progress:
+            self.progress(n)
         self.result = ClipResult(dict(result.params) if result.params is not None else None, None, {"frames": n})
 
     def _masked_params(self, first: MaskResult | MaskingFailed, frames: Iterator[np.ndarray],
@@ -285,20 +292,25 @@ class ClipMasker:
 
     def _avatar(self, fitted: Iterator[Mapping[str, Any] | MaskingFailed], tracker: Any = None
                 ) -> Iterator[np.ndarray]:
-        """Each frame's parameters (or failure) from ``fitted``, smoothed, then rendered (once)."""
+        """Each frame's parameters (or failure) from ``fitted``; the frames the lid rule finds shut drawn
+        shut; smoothed, then rendered (once)."""
         from digimask.pipeline.mask.digital_mask import render_params
 
-        status: list[int] = []
-        values: list[np.ndarray] = []
         resolver = _Resolver(self)
-
-        def resolved() -> Iterator[np.ndarray]:
-            for vector, code in resolver.run(fitted):
-                status.append(code)
-                yield vector
-
-        for vector in self.smoother.run(resolved()):
-            values.append(vector)
+        resolved = []
+        for done, frame in enumerate(resolver.run(fitted), 1):
+            resolved.append(frame)
+            if self.progress:
+                self.progress(done)
+        status = [code for _, code, _ in resolved]
+        vectors = [vector for vector, _, _ in resolved]
+        if self.time_series:
+            shut = shut_frames([h for _, _, (h, _) in resolved], [c for _, _, (_, c) in resolved])
+            for i, is_shut in enumerate(shut):
+                if is_shut and status[i] != CLOSED:
+                    vectors[i], status[i] = closed(vectors[i], resolver.layout[3]), CLOSED
+        values = self._smoothed(vectors, np.asarray(status) == CLOSED, resolver.layout[3] if resolver.layout else ())
+        for vector in values:
             yield render_params(frame_params(resolver.constant, vector))
         frame_array = FrameArray(FRAMES_SCHEMA, np.stack(values), np.asarray(status, np.uint8))
         counts = {STATUS_NAMES[c]: int((frame_array.status == c).sum()) for c in STATUS_NAMES}
@@ -308,9 +320,22 @@ class ClipMasker:
              "smoothing_order": self.smoother.order, **({"face": tracker.to_dict()} if tracker is not None else {})})
 
 
+    def _smoothed(self, vectors: list[np.ndarray], shut: np.ndarray, sides: Iterable[str]) -> list[np.ndarray]:
+        """The smoothed vectors; the lids smoothed within each run of shut or open frames only, so that a
+        closing or an opening stays where it was measured, and a short reopening within a closure (or a
+        blink of a few frames) is not averaged away."""
+        out = np.stack(list(self.smoother.run(vectors))) if vectors else np.zeros((0, 0), np.float32)
+        lids = [i for i, name in enumerate(columns(sides)) if "_lid_" in name]
+        edges = np.flatnonzero(np.diff(shut.astype(np.int8))) + 1
+        if lids and len(edges):
+            for a, b in zip([0, *edges], [*edges, len(vectors)]):
+                out[a:b, lids] = np.stack(list(self.smoother.run(vectors[a:b])))[:, lids]
+        return list(out)
+
+
 class _Resolver:
-    """Each frame's unsmoothed vector and status, in order; frames before the first open one wait (as
-    statuses only) and are resolved from it."""
+    """Each frame's unsmoothed vector, status and opening (mean fissure height, all eyes closed), in order;
+    frames before the first open one wait (as statuses only) and are resolved from it."""
 
     def __init__(self, clip: ClipMasker) -> None:
         self.clip = clip
@@ -318,7 +343,7 @@ class _Resolver:
         self.measurements: Any = None
         self.layout: tuple | None = None
 
-    def _measure(self, fitted: Mapping[str, Any] | MaskingFailed) -> np.ndarray:
+    def _measure(self, fitted: Mapping[str, Any] | MaskingFailed) -> tuple[np.ndarray, tuple[float, bool]]:
         if isinstance(fitted, MaskingFailed):
             raise fitted
         params = dict(fitted)
@@ -330,22 +355,24 @@ class _Resolver:
             self.measurements = params.get("measurements")
         elif _layout(params) != self.layout:
             raise MaskingFailed("the masked eyes changed within the clip", "clip_layout")
-        return to_vector(params)
+        return to_vector(params), _opening(params.get("measurements"))
 
-    def run(self, fitted: Iterator[Mapping[str, Any] | MaskingFailed]) -> Iterator[tuple[np.ndarray, int]]:
+    def run(self, fitted: Iterator[Mapping[str, Any] | MaskingFailed]
+            ) -> Iterator[tuple[np.ndarray, int, tuple[float, bool]]]:
         opts, hold = self.clip.options, self.clip.hold_frames
         total = self.clip.total
         last: np.ndarray | None = None
-        waiting: list[int] = []
+        waiting: list[tuple[int, tuple[float, bool]]] = []
         lost = run = n = 0
         reasons: dict[str, tuple[str, int]] = {}  # failure code -> (its first reason, frames)
         for i, result in enumerate(fitted):
             n = i + 1
             vector = None
             try:
-                vector, code = self._measure(result), MEASURED
+                (vector, opening), code = self._measure(result), MEASURED
             except MaskingFailed as exc:
                 code = CLOSED if exc.code == "eyes_closed" and self.clip.time_series else HELD
+                opening = _opening(exc.measurements)  # a frame the analysis measured but the fit refused
                 if code == HELD:
                     lost, run = lost + 1, run + 1
                     label, count = reasons.get(exc.code, (exc.reason.split(": ")[0], 0))  # without its numbers
@@ -358,14 +385,14 @@ class _Resolver:
                                             f"unmaskable: {_top(reasons)}", "face_lost") from None
             if vector is not None:
                 run, last = 0, vector
-                for waited in waiting:
-                    yield self._drawn(last, waited), waited
+                for waited, waited_opening in waiting:
+                    yield self._drawn(last, waited), waited, waited_opening
                 waiting = []
-                yield vector, code
+                yield vector, code, opening
             elif last is None:
-                waiting.append(code)
+                waiting.append((code, opening))
             else:
-                yield self._drawn(last, code), code
+                yield self._drawn(last, code), code, opening
         if last is None:
             raise MaskingFailed(f"no frame could be masked ({_top(reasons) if reasons else 'eyes closed'} "
                                 f"in all {n})", "face_lost")
@@ -375,6 +402,18 @@ class _Resolver:
 
     def _drawn(self, last: np.ndarray, code: int) -> np.ndarray:
         return closed(last, self.layout[3]) if code == CLOSED else last
+
+
+UNMEASURED = (float("nan"), False)
+
+
+def _opening(measurements: Mapping[str, Any] | None) -> tuple[float, bool]:
+    """A frame's mean fissure height over its measured eyes and whether the analysis found them all
+    closed: what :func:`~digimask.pipeline.eyes.lid_state.shut_frames` decides by."""
+    eyes = list((measurements or {}).get("eyes", {}).values())
+    if not eyes:
+        return UNMEASURED
+    return float(np.mean([e["fissure_height_mm"] for e in eyes])), all(bool(e["closed"]) for e in eyes)
 
 
 def _top(reasons: Mapping[str, tuple[str, int]]) -> str:

@@ -434,3 +434,39 @@ def test_frame_rate_from_the_timing_attributes() -> None:
     assert frame_rate(ds) == pytest.approx(60.0, rel=1e-4)
     ds.FrameTime = "0"  # Ophthalmic Photography's "no timing"
     assert frame_rate(ds) == 30.0
+
+
+class ReadsNarrow:
+    """The digital mask, except that in frames ``narrow`` the analysis reads the fissures at ``fraction``
+    of their height without calling them closed, as the landmark models read shut lids."""
+
+    name, cleans_recognizable_features = "digital_mask", True
+
+    def __init__(self, inner: DigitalMask, narrow: set[int], fraction: float) -> None:
+        self.inner, self.narrow, self.fraction, self.seen = inner, narrow, fraction, 0
+
+    def mask(self, image, ds):  # type: ignore[no-untyped-def]
+        result = self.inner.mask(image, ds)
+        self.seen += 1
+        if self.seen - 1 in self.narrow:
+            for eye in result.params["measurements"]["eyes"].values():
+                eye["fissure_height_mm"] *= self.fraction
+        return result
+
+
+def test_frames_the_lid_rule_finds_shut_are_drawn_shut(face, masker) -> None:
+    """Measured frames with the fissure below half the clip's median height (shut lids that the models
+    read as a narrow opening) are drawn shut, so the mask reads closed where ``digimask measure`` reads the
+    patient closed; at 0.6 of the median they stay open; frames without timing are not a clip's series."""
+    frames = drifting(face, 9, seed=2)
+    clip = ClipMasker(ReadsNarrow(masker, {3, 4}, 0.3), Video(), RATE, len(frames))
+    out = list(clip.run(frames, Dataset()))
+    assert clip.result.frames.status.tolist() == [MEASURED] * 3 + [CLOSED] * 2 + [MEASURED] * 4
+    for i in (3, 4):
+        with pytest.raises(Rejected, match="eyes closed"):
+            analyse(out[i])
+    assert analyse(out[7]).measurements.eyes
+    for fraction, rate in ((0.6, RATE), (0.3, None)):
+        clip = ClipMasker(ReadsNarrow(masker, {3, 4}, fraction), Video(), rate, len(frames))
+        list(clip.run(frames[:6], Dataset()))
+        assert clip.result.frames.status.tolist() == [MEASURED] * 6
