@@ -91,8 +91,8 @@ def test_sign_in_quarantine_release_delivered(browser, small_face, start_console
         config.write_text(config.read_text().replace(ROUTE_NONE, '[[routes]]\nname = "all"\n'))
         console = start_console(config, port, cport)
         browser.get(instance_url)
-        browser.find_element(By.ID, "release").click()
-        assert "released: it goes through the pipeline again" in browser.page_source
+        browser.find_element(By.ID, "release").click()  # a form post: wait for its answer page, as at sign-in
+        WebDriverWait(browser, 15).until(lambda b: "released: it goes through the pipeline again" in b.page_source)
         wait_for(lambda: len(orthanc.instances()) == 1, 60, "the released instance in Orthanc")
 
         def delivered() -> bool:
