@@ -9,6 +9,7 @@ import socket
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as EventType
 from typing import TYPE_CHECKING
@@ -234,7 +235,9 @@ class DigimaskNode:
             (evt.EVT_REQUESTED, handle_requested, [frozenset(s.node.ae_titles)]),
             (evt.EVT_REJECTED, handle_rejected),
             (evt.EVT_C_ECHO, handle_echo),
+            # a thread per association at most for the files' fsyncs (started as needed)
             (evt.EVT_C_STORE, handle_store, [open_store(s, busy_timeout_s=0.001), pseudo,
+                                             ThreadPoolExecutor(s.node.max_associations, "intake-fsync"),
                                              self._dispatcher.announce if self._dispatcher else None]),
             (evt.EVT_CONN_OPEN, set_nodelay),
         ]

@@ -81,12 +81,13 @@ class Store:
         return iid
 
     def receive_file(self, path: Path, pseudo_uid: str, sop_class_uid: str, calling_ae: str, called_ae: str,
-                     announce: Callable[[int], None] | None = None) -> None:
+                     announce: Callable[[int], None] | None = None, *, synced: bool = False) -> None:
         """As :meth:`receive`, for a file already written under :attr:`incoming` (renamed, not copied): its
-        bytes fsynced here, its name in a group commit with other associations' instances. Returns once
-        the instance is durable; its row (then ``announce(id)``) follows from the recorder on SQLite, or
-        is committed in the group commit."""
-        sync_file(path)
+        bytes fsynced here (``synced``: by the caller, with ``files.sync_file``), its name in a group commit
+        with other associations' instances. Returns once the instance is durable; its row (then
+        ``announce(id)``) follows from the recorder on SQLite, or is committed in the group commit."""
+        if not synced:
+            sync_file(path)
         rel = Path("inbox") / inbox_name(calling_ae, called_ae)
         os.replace(path, self.data_dir / rel)
         try:
