@@ -5,7 +5,8 @@ The landmark models read shut lids as a narrow opening (on ``WolfgangLanger_Pexe
 from a squint. Within a clip the person is the same and the scale the same: a frame is shut when the
 analysis says every visible eye is closed, or when its mean fissure height is below
 :data:`CLOSED_FRACTION` of the clip's median over its measured frames (a lid that has not quite met, as
-the models read it).
+the models read it). A clip whose measured frames are shut for more than half its length has a shut
+median: there only the analysis' own verdict finds them.
 """
 from __future__ import annotations
 
