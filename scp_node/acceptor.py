@@ -73,6 +73,8 @@ class _DUL(DULServiceProvider):
             self.wake()
 
     def wake(self) -> None:
+        if threading.get_ident() == self.ident:  # the reactor's own puts (most events): it is awake
+            return
         try:
             self._wake_w.send(b"\0")
         except (BlockingIOError, OSError):  # full (a wake-up is pending anyway) or closed (reactor ended)

@@ -52,7 +52,7 @@ def test_worker_processes_what_the_node_received(redis_url, astronaut, tmp_path)
         files = [f.save(f.op8(f"celery-{i}", astronaut[::2, ::2], i), tmp_path / f"c{i}.dcm") for i in range(4)]
         assert storescu(port, files).returncode == 0  # accepted while no worker runs: the tasks wait in Redis
         store = open_store(load(config))
-        assert store.counts() == {"received": 4}
+        wait_for(lambda: store.counts() == {"received": 4}, 5, "the rows, which follow Success (the recorder's batch)")
         log = open(tmp_path / "worker.log", "wb")
         worker = subprocess.Popen([sys.executable, "-m", "digimask", "worker", "--config", str(config)], stdout=log, stderr=log)
         wait_for(lambda: len(pacs.instances()) == 4, 120, "4 instances in Orthanc via the worker")
