@@ -3,12 +3,13 @@
 pynetdicom 3.0.4 runs two threads per association that poll: the association's reactor sleeps 1 ms
 before every look at its queue of DIMSE messages, the DUL's reactor 1 ms whenever it had nothing to do.
 Every C-STORE waits for both (its request for the association thread, its response for the DUL thread):
-about 1 ms per instance on one association, half of what Orthanc takes to store one. Here the DUL thread
-blocks in ``select`` on its socket and on a wake-up socket that every put to its queues writes to, and
-the association thread blocks on an event that the queues it reads set; both still wake every
-``poll_s`` (``node.association_poll_s``) to check their timers (ARTIM, network timeout), as pynetdicom's
-loops do on every pass. An idle association therefore costs 2 / ``poll_s`` wake-ups a second instead of
-about 2,000 (10 idle associations: 0.5 % of a core at 0.2 s, pynetdicom's own 40 %; 2026-12-03).
+about 1 ms per instance on one association, a third of what Orthanc takes to store one here. The DUL
+thread blocks in ``select`` on its socket and on a wake-up socket that other threads' puts to its queues
+write to, and the association thread blocks on an event that the queues it reads set; both still wake
+every ``poll_s`` (``node.association_poll_s``) to check their timers (ARTIM, network timeout), as
+pynetdicom's loops do on every pass. An idle association therefore costs 2 / ``poll_s`` wake-ups a
+second instead of about 2,000 (10 idle associations: 0.5 % of a core at 0.2 s, pynetdicom's own 23-40 %;
+2026-12-03).
 
 The loops below are pynetdicom 3.0.4's (``Association._run_reactor``, ``DULServiceProvider.run_reactor``,
 ``RequestHandler._create_association``; the version is pinned in pyproject.toml) with only the sleeps

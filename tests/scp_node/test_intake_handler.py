@@ -19,6 +19,8 @@ from digimask.storage.intake import Received, Recorder
 from digimask.storage.store import Store, open_store
 from peers import node_config
 
+PSEUDO = Pseudonymizer(b"k" * 32)
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
@@ -63,7 +65,7 @@ def test_success_comes_after_the_files_fsync_then_the_folders(store, tmp_path, m
     monkeypatch.setattr(receive, "sync_file", sync_file)
     monkeypatch.setattr(receive, "check_received", check_received)
     monkeypatch.setattr("digimask.storage.intake.fsync_dir", fsync_dir)
-    status = receive.handle_store(received(store, tmp_path), store, Pseudonymizer(b"k" * 32, "2.25"), ThreadPoolExecutor(1))
+    status = receive.handle_store(received(store, tmp_path), store, PSEUDO, ThreadPoolExecutor(1))
     assert status == receive.SUCCESS
     assert order == ["file fsync, inbox 0", "folder fsync, inbox 1"]  # renamed between the two, once durable
     assert store.recorder is not None and store.recorder.wait(10) and len(store.instances()) == 1
@@ -74,7 +76,7 @@ def test_a_file_that_cannot_be_made_durable_is_refused_and_kept_out_of_the_inbox
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(receive, "sync_file", sync_file)
-    status = receive.handle_store(received(store, tmp_path), store, Pseudonymizer(b"k" * 32, "2.25"), ThreadPoolExecutor(1))
+    status = receive.handle_store(received(store, tmp_path), store, PSEUDO, ThreadPoolExecutor(1))
     assert status == receive.OUT_OF_RESOURCES  # the modality keeps the image and sends it again
     assert inbox(store) == []
 
