@@ -14,10 +14,11 @@ with its own (an fsync per file, one folder fsync per batch, the rows written ri
 acceptors (scp_node/acceptor.py) and chunked receive, answering Success at once: the node minus its own
 work on each instance.
 
-Measured 2026-12-03 on 2 shared cores (load 0.7 to 3.6 by ``uptime``, nine runs of N = 300, K = 4): node
-160-242 images/s, 0.45-0.92x Orthanc (263-380/s) over one association, 0.22-0.46x over four (node
-188-252/s, Orthanc 499-852/s); the node's edge 1.24-1.56x Orthanc, pynetdicom's storescp 0.83-1.10x.
-Target not met; where the rest goes: README, Benchmarks.
+Measured 2026-12-03 on 2 shared cores (load 0.5 to 3.6 by ``uptime``, twelve runs of N = 300): node
+118-276 images/s, 0.37-0.92x Orthanc (263-388/s, median about 0.6x) over one association; over four
+(K = 4, the last three runs, with other instances than the first pass) 0.35-0.46x (node 188-229/s,
+Orthanc 411-638/s); the node's edge 1.24-1.64x Orthanc, pynetdicom's storescp 0.83-1.10x. Target not
+met; where the rest goes: README, Benchmarks.
 Usage: .venv/bin/python benchmarks/intake.py [N] [SIDE_PX] [K]
 """
 from __future__ import annotations
@@ -99,6 +100,10 @@ def main() -> None:
         root = Path(tmp)
         files = [f.save(f.op8(f"bench-{i}", rng.integers(0, 255, (side, side, 3), np.uint8), i), root / f"{i}.dcm")
                  for i in range(n)]
+        # other instances for the K associations: a PACS may skip an instance it already holds (Orthanc
+        # answers Success without storing it again), which the node never does
+        files_k = [f.save(f.op8(f"bench-k-{i}", rng.integers(0, 255, (side, side, 3), np.uint8), i), root / f"k{i}.dcm")
+                   for i in range(n)]
         size_kb = files[0].stat().st_size / 1024
         # one image first to every receiver, untimed: Orthanc opens its index, the node's pipeline process
         # finishes importing (about a second of CPU) and processes it before the node is timed
@@ -121,7 +126,7 @@ def main() -> None:
         try:
             send(orthanc.dicom_port, [warm], "ORTHANC")
             t_orthanc = send(orthanc.dicom_port, files, "ORTHANC")
-            t_orthanc_k = send_parallel(orthanc.dicom_port, files, "ORTHANC", k)
+            t_orthanc_k = send_parallel(orthanc.dicom_port, files_k, "ORTHANC", k)
         finally:
             orthanc.stop()
 
@@ -136,7 +141,7 @@ def main() -> None:
             start = time.perf_counter() - t_node
             wait_for(lambda: store.counts().get("done", 0) >= n + 1, 600, "all forwarded", interval=0.05)
             t_e2e = time.perf_counter() - start
-            t_node_k = send_parallel(node_port, files, "DIGIMASK", k)
+            t_node_k = send_parallel(node_port, files_k, "DIGIMASK", k)
         finally:
             node.kill(signal.SIGTERM)
             scp.send_signal(signal.SIGTERM)
