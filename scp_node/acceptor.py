@@ -8,8 +8,8 @@ thread blocks in ``select`` on its socket and on a wake-up socket that other thr
 write to, and the association thread blocks on an event that the queues it reads set; both still wake
 every ``poll_s`` (``node.association_poll_s``) to check their timers (ARTIM, network timeout), as
 pynetdicom's loops do on every pass. An idle association therefore costs 2 / ``poll_s`` wake-ups a
-second instead of about 2,000 (10 idle associations: 0.5 % of a core at 0.2 s, pynetdicom's own 23-40 %;
-2026-12-03).
+second instead of about 2,000 (10 idle associations over 10 s: 0.5-0.8 % of a core at 0.2 s,
+pynetdicom's own 23-48 %; 2026-12-03).
 
 The loops below are pynetdicom 3.0.4's (``Association._run_reactor``, ``DULServiceProvider.run_reactor``,
 ``RequestHandler._create_association``; the version is pinned in pyproject.toml) with only the sleeps
