@@ -21,6 +21,7 @@ from digimask.scp_node.tls import client_context
 from digimask.storage.models import utcnow
 from digimask.storage.store import ClaimedDelivery, Store
 from pynetdicom import AE, evt
+from pynetdicom.association import Association
 from pynetdicom.status import STATUS_SUCCESS, STATUS_WARNING, code_to_category
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,27 @@ def set_nodelay(event: evt.Event) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def keep_responses(assoc: Association) -> None:
+    """Give a response that ``assoc``'s reactor takes back to the request waiting for it.
+
+    pynetdicom 3.0.4's requestor keeps its association reactor polling the DIMSE queue; ``send_c_store``
+    and ``send_c_echo`` pause it (clear its checkpoint, wait for ``_is_paused``), but ``_is_paused`` is
+    already True from the reactor's previous pass when its wait on the checkpoint has just returned. In that
+    instant the reactor can take the response off the queue, log "Received unexpected C-STORE service
+    message", drop it, and the send waits out the DIMSE timeout (60 s: 5 of 12 benchmark runs, and 2 of 3
+    here, stalled so). A response taken while a send is under way (the checkpoint is clear) is put back on
+    the queue that send reads; anything else is served as pynetdicom would."""
+    serve = assoc._serve_request
+
+    def serve_or_return(msg, context_id: int) -> None:  # type: ignore[no-untyped-def]
+        if msg.is_valid_response and not assoc._reactor_checkpoint.is_set():
+            assoc.dimse.msg_queue.put((context_id, msg))
+        else:
+            serve(msg, context_id)
+
+    assoc._serve_request = serve_or_return  # the reactor looks it up on every message
+
+
 def send_batch(node: Node, dest: Destination, items: list[ClaimedDelivery]) -> list[Outcome]:
     """Send ``items`` over one association; returns one outcome per item, never raises."""
     ae = AE(ae_title=node.ae_title)
@@ -58,6 +80,7 @@ def send_batch(node: Node, dest: Destination, items: list[ClaimedDelivery]) -> l
     if not assoc.is_established:
         why = "association rejected by" if assoc.is_rejected else "no association (refused, unreachable or aborted) with"
         return [Outcome(i, False, f"{why} {dest.ae_title}@{dest.host}:{dest.port}", reached=False) for i in items]
+    keep_responses(assoc)
     outcomes: list[Outcome] = []
     refused: list[tuple[ClaimedDelivery, int]] = []
     try:
@@ -101,6 +124,7 @@ def echo(node: Node, dest: Destination) -> bool:
         return False
     if not assoc.is_established:
         return False
+    keep_responses(assoc)
     try:
         status = assoc.send_c_echo()
         return bool(status) and int(status.Status) == 0x0000
