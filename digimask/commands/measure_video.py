@@ -126,12 +126,11 @@ def _series(frames: Iterable[np.ndarray], rate_hz: float | None, options) -> Ite
 
 def _lid_states(series: list[dict[str, Any]]) -> None:
     """Each frame's ``lid``: open, closed or unknown (face or eye lost)."""
-    from digimask.pipeline.eyes.lid_state import shut_frames
+    from digimask.pipeline.eyes.lid_state import UNMEASURED, opening, shut_frames
 
     ok = [f["status"] == "ok" for f in series]
-    heights = [np.mean([e["fissure_height_mm"] for e in f["eyes"].values()]) if good else np.nan
-               for f, good in zip(series, ok)]
-    shut = shut_frames(heights, [good and all(e["closed"] for e in f["eyes"].values()) for f, good in zip(series, ok)])
+    openings = [opening(f["eyes"]) if good else UNMEASURED for f, good in zip(series, ok)]
+    shut = shut_frames([h for h, _ in openings], [c for _, c in openings])
     for f, good, is_shut in zip(series, ok, shut):
         if f["status"] == "closed":
             f["lid"] = "closed"

@@ -39,7 +39,7 @@ from digimask.config.settings import Video
 from digimask.pipeline.dicom.private_block import FrameArray
 from digimask.pipeline.errors import MaskingFailed, Quarantined
 from digimask.pipeline.eyes.landmarks import SIDES
-from digimask.pipeline.eyes.lid_state import shut_frames
+from digimask.pipeline.eyes.lid_state import opening, shut_frames
 from digimask.pipeline.mask.maskers import MaskResult, PixelMasker, mask_frame
 from digimask.pipeline.mask.params import SCHEMA as PARAMS_SCHEMA
 from pydicom.dataset import Dataset
@@ -309,7 +309,7 @@ class ClipMasker:
             for i, is_shut in enumerate(shut):
                 if is_shut and status[i] != CLOSED:
                     vectors[i], status[i] = closed(vectors[i], resolver.layout[3]), CLOSED
-        values = self._smoothed(vectors, np.asarray(status) == CLOSED, resolver.layout[3] if resolver.layout else ())
+        values = self._smoothed(vectors, np.asarray(status) == CLOSED, resolver.layout[3])
         for vector in values:
             yield render_params(frame_params(resolver.constant, vector))
         frame_array = FrameArray(FRAMES_SCHEMA, np.stack(values), np.asarray(status, np.uint8))
@@ -319,12 +319,11 @@ class ClipMasker:
             {"frames": len(values), **counts, "smoothing_window": self.smoother.window,
              "smoothing_order": self.smoother.order, **({"face": tracker.to_dict()} if tracker is not None else {})})
 
-
     def _smoothed(self, vectors: list[np.ndarray], shut: np.ndarray, sides: Iterable[str]) -> list[np.ndarray]:
         """The smoothed vectors; the lids smoothed within each run of shut or open frames only, so that a
         closing or an opening stays where it was measured, and a short reopening within a closure (or a
         blink of a few frames) is not averaged away."""
-        out = np.stack(list(self.smoother.run(vectors))) if vectors else np.zeros((0, 0), np.float32)
+        out = np.stack(list(self.smoother.run(vectors)))  # never empty: the resolver refuses a clip without a frame
         lids = [i for i, name in enumerate(columns(sides)) if "_lid_" in name]
         edges = np.flatnonzero(np.diff(shut.astype(np.int8))) + 1
         if lids and len(edges):
@@ -404,16 +403,9 @@ class _Resolver:
         return closed(last, self.layout[3]) if code == CLOSED else last
 
 
-UNMEASURED = (float("nan"), False)
-
-
 def _opening(measurements: Mapping[str, Any] | None) -> tuple[float, bool]:
-    """A frame's mean fissure height over its measured eyes and whether the analysis found them all
-    closed: what :func:`~digimask.pipeline.eyes.lid_state.shut_frames` decides by."""
-    eyes = list((measurements or {}).get("eyes", {}).values())
-    if not eyes:
-        return UNMEASURED
-    return float(np.mean([e["fissure_height_mm"] for e in eyes])), all(bool(e["closed"]) for e in eyes)
+    """:func:`~digimask.pipeline.eyes.lid_state.opening` of a frame's measurements, if it has any."""
+    return opening((measurements or {}).get("eyes") or {})
 
 
 def _top(reasons: Mapping[str, tuple[str, int]]) -> str:
