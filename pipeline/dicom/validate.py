@@ -185,9 +185,10 @@ def _check_items(ds: Dataset, path: tuple[str, ...], rules: _Rules, types: dict[
         if types.get(key) in ("1", "1C") and elem.is_empty:
             problems.append(f"{where} is empty (Type {types[key]})")
         _check_enums(elem, rules.enums.get("/".join([*path, key]), ()), where, problems)
-        if not _in_repertoire(elem, encodings):
+        allowed = _repertoire_of(elem, encodings)
+        if allowed and not _in_repertoire(elem, allowed):
             problems.append(f"{where} holds characters outside its repertoire"
-                            f" ({'default' if encodings == ('ascii',) else 'SpecificCharacterSet'})")
+                            f" ({'default' if allowed == ('ascii',) else 'SpecificCharacterSet'})")
         if elem.VR == "SQ":
             inner = (*path, key)
             item_types = rules.items.get("/".join(inner), {})
@@ -211,16 +212,16 @@ def _repertoire(ds: Dataset, inherited: tuple[str, ...]) -> tuple[str, ...]:
     return tuple("ascii" if c == default_encoding else c for c in codecs)
 
 
-def _in_repertoire(elem: DataElement, encodings: tuple[str, ...]) -> bool:
-    """Whether every character of a string value can be written in ``encodings`` (text VRs; with code
-    extensions any one of them per character) or in ASCII (the VRs whose repertoire is always the default).
-    pydicom would otherwise write such a value as Latin-1 bytes, or as replacement characters."""
-    if elem.VR in _TEXT_VRS:
-        allowed = encodings
-    elif elem.VR in _DEFAULT_ONLY_VRS:
-        allowed = ("ascii",)
-    else:
-        return True
+def _repertoire_of(elem: DataElement, encodings: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The codecs ``elem``'s characters must fit: the declared ``encodings`` for text VRs, ASCII for the
+    VRs whose repertoire is always the default; None for values that are not character strings."""
+    return encodings if elem.VR in _TEXT_VRS else ("ascii",) if elem.VR in _DEFAULT_ONLY_VRS else None
+
+
+def _in_repertoire(elem: DataElement, allowed: tuple[str, ...]) -> bool:
+    """Whether every character of a string value can be written in ``allowed`` (with code extensions, any
+    one of them per character). pydicom would otherwise write such a value as Latin-1 bytes, or as
+    replacement characters."""
     if elem.is_empty:
         return True
     values = elem.value if isinstance(elem.value, (list, MultiValue)) else [elem.value]

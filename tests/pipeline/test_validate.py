@@ -166,3 +166,14 @@ def test_text_outside_its_character_repertoire_quarantines(processor, astronaut,
         complete_output(out)
     if dciodvfy_sees:
         assert any("Manufacturer" in e and "character repertoire" in e for e in _checked(out, tmp_path, "text"))
+
+
+def test_a_code_string_outside_ascii_quarantines_even_under_a_declared_character_set(processor, astronaut) -> None:
+    """CS values use the default repertoire whatever SpecificCharacterSet says (PS3.5 6.1.2.3): a Latin-1
+    letter in ConversionType under ISO_IR 100 is quarantined, and the reason names the default repertoire."""
+    ds = f.op8("c", astronaut[:64, :64])
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    out = processor.process(ds, route=False).dataset
+    out.ConversionType = "WS\xc9"
+    with pytest.raises(Quarantined, match=r"ConversionType holds characters outside its repertoire \(default\)"):
+        complete_output(out)
